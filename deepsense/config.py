@@ -1,0 +1,252 @@
+"""Run configuration: typed, frozen dataclasses loaded from one TOML file plus overrides.
+
+Sections: ``[features]`` (how windows are made, fixed at `prepare` time), ``[model]``,
+``[train]``. Unknown keys or values of the wrong type raise ConfigError, naming the key.
+Every run writes its resolved configuration as ``config.resolved.toml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from deepsense.data.features import FeatureConfig
+from deepsense.errors import ConfigError
+
+TASKS = ("activity", "user", "regression")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """DeepSense architecture; defaults follow the released HHAR code (deepSense_HHAR_tf.py).
+
+    Attributes:
+        conv_filters: filters of every per-sensor conv (64).
+        sensor_conv1_bins: FFT bins spanned by the first per-sensor conv; its kernel is
+            bins * n_axes * 2 wide with stride n_axes * 2 (3 -> kernel 18, stride 6).
+        sensor_kernel_sizes: widths of the 2nd and 3rd per-sensor convs ((3, 3)).
+        merge_filters: filters of every merge conv (64).
+        merge_kernel_sizes: (sensor, position) kernels of the merge convs, 'same' padding;
+            released code (2, 8), (2, 6), (2, 4). The paper's 472.5K parameters match
+            (2, 8), (1, 6), (1, 4) instead (see README).
+        gru_units: hidden units of each stacked GRU ((120, 120)).
+        conv_dropout: channel dropout rate of the convs (0.2: keep 0.8).
+        gru_dropout: dropout rate on each GRU's outputs (0.5).
+        weight_decay: L2 coefficient of the released code, 5e-4 * sum(w^2) / 2, on kernels.
+    """
+
+    conv_filters: int = 64
+    sensor_conv1_bins: int = 3
+    sensor_kernel_sizes: tuple[int, ...] = (3, 3)
+    merge_filters: int = 64
+    merge_kernel_sizes: tuple[tuple[int, int], ...] = ((2, 8), (2, 6), (2, 4))
+    gru_units: tuple[int, ...] = (120, 120)
+    conv_dropout: float = 0.2
+    gru_dropout: float = 0.5
+    weight_decay: float = 5e-4
+
+    def __post_init__(self) -> None:
+        for name in ("conv_filters", "sensor_conv1_bins", "merge_filters"):
+            _check_positive(name, getattr(self, name))
+        if not self.gru_units:
+            raise ConfigError("model.gru_units expected at least one GRU. Received: []")
+        for name in ("sensor_kernel_sizes", "gru_units"):
+            for value in getattr(self, name):
+                _check_positive(name, value)
+        for kernel in self.merge_kernel_sizes:
+            if len(kernel) != 2:
+                raise ConfigError(f"model.merge_kernel_sizes expected pairs. Received: {kernel}")
+            for value in kernel:
+                _check_positive("merge_kernel_sizes", value)
+        for name in ("conv_dropout", "gru_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"model.{name} expected a rate in [0, 1). Received: {value}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"model.weight_decay expected >= 0. Received: {self.weight_decay}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings; optimiser defaults are the released code's.
+
+    Attributes:
+        task: "activity", "user" (UserID) or "regression" (the recordings' target).
+        split: how test data is held out: "source" (the file's own train/test),
+            "loso:<user>" (leave one user out, HHAR protocol), "device:<device>",
+            "random:<fraction>", or "time:<fraction>" (last fraction of each user's time;
+            the UserID protocol).
+        validation_fraction: share of training windows held out for early stopping.
+        epochs: maximum epochs.
+        batch_size: 64, as released.
+        learning_rate, beta_1, beta_2: Adam 1e-4, 0.5, 0.9, as released.
+        early_stopping_patience: epochs without validation improvement before stopping.
+        augment: use the augmented copies written by `prepare --augment` for training.
+        seed: seeds Python, NumPy and TensorFlow.
+    """
+
+    task: str = "activity"
+    split: str = "random:0.2"
+    validation_fraction: float = 0.1
+    epochs: int = 60
+    batch_size: int = 64
+    learning_rate: float = 1e-4
+    beta_1: float = 0.5
+    beta_2: float = 0.9
+    early_stopping_patience: int = 10
+    augment: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"train.task expected one of {TASKS}. Received: {self.task!r}")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ConfigError("train.validation_fraction expected a fraction in [0, 1). "
+                              f"Received: {self.validation_fraction}")
+        for name in ("epochs", "batch_size", "early_stopping_patience"):
+            _check_positive(name, getattr(self, name))
+        if not self.learning_rate > 0:
+            raise ConfigError(f"train.learning_rate expected > 0. Received: {self.learning_rate}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs; [features] is informative here (it is fixed by `prepare`)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} expected a positive integer. Received: {name}={value!r}")
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    """Check `value` against a dataclass field annotation; convert lists to tuples."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(key, value, option)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0])
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} expected a list. Received: {value!r}")
+        args = typing.get_args(annotation)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(key, v, args[0]) for v in value)
+        if len(args) != len(value):
+            raise ConfigError(f"{key} expected {len(args)} values. Received: {value!r}")
+        return tuple(_coerce(key, v, a) for v, a in zip(value, args))
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} expected a number. Received: {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} expected an integer. Received: {value!r}")
+        return value
+    if annotation in (str, bool):
+        if not isinstance(value, annotation):
+            raise ConfigError(f"{key} expected a {annotation.__name__}. Received: {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported setting type {annotation}")
+
+
+def _build(cls: type, section: str, values: Mapping[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {[f'{section}.{k}' for k in unknown]}; "
+                          f"[{section}] accepts {sorted(known)}")
+    kwargs = {k: _coerce(f"{section}.{k}", v, hints[k]) for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"[{section}] {exc}") from None
+
+
+SECTIONS = {"model": ModelConfig, "train": TrainConfig, "features": FeatureConfig}
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """Parse ``section.key=value`` (value in TOML syntax, bare words taken as strings)."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"--set expected section.key=value. Received: {text!r}")
+    dotted, raw = text.split("=", 1)
+    section, key = dotted.strip().split(".", 1)
+    if section not in SECTIONS:
+        raise ConfigError(f"--set {dotted}: unknown section '{section}'; expected {sorted(SECTIONS)}")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return section, key, value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                base: RunConfig | None = None) -> RunConfig:
+    """Build a RunConfig from defaults (or `base`), a TOML file, then ``--set`` overrides."""
+    base = base or RunConfig()
+    values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    for name in SECTIONS:
+        values[name].update(_plain(getattr(base, name)))
+    if path is not None:
+        try:
+            loaded = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        for section, entries in loaded.items():
+            if section not in SECTIONS or not isinstance(entries, dict):
+                raise ConfigError(f"{path}: unknown section [{section}]; expected {sorted(SECTIONS)}")
+            values[section].update(entries)
+    for text in overrides:
+        section, key, value = parse_override(text)
+        values[section][key] = value
+    return RunConfig(**{name: _build(cls, name, values[name]) for name, cls in SECTIONS.items()})
+
+
+def _plain(obj: Any) -> Any:
+    """Dataclass -> dict of TOML-friendly values (tuples as lists)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def config_to_dict(config: RunConfig) -> dict[str, dict[str, Any]]:
+    return _plain(config)
+
+
+def config_to_toml(config: RunConfig) -> str:
+    """Serialise a RunConfig as TOML (values are scalars or nested lists; None is omitted)."""
+    lines = []
+    for section, entries in config_to_dict(config).items():
+        lines.append(f"[{section}]")
+        for key, value in entries.items():
+            if value is not None:
+                lines.append(f"{key} = {json.dumps(value)}")
+        lines.append("")
+    return "\n".join(lines)
