@@ -1,0 +1,272 @@
+"""The `deepsense` command: one subcommand per step. The only module that wires packages.
+
+Exit codes: 0 ok, 2 usage or configuration error, 1 runtime failure (one line on stderr;
+the traceback only with --verbose). TensorFlow is imported inside the handlers that need it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Callable, Sequence
+
+from deepsense import __version__
+from deepsense.errors import ConfigError, DataFormatError, MissingExtraError, require
+
+SOURCES = ("synthetic", "hhar", "ts", "csv")
+
+
+class UsageError(Exception):
+    """Wrong command-line arguments (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, like argparse but catchable in tests
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _progress(description: str) -> Callable | None:
+    """A tqdm wrapper for long loops, or None when tqdm is missing."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return lambda items: tqdm(items, desc=description, unit="rec", leave=False)
+
+
+def _run_config(args: argparse.Namespace):
+    from deepsense.config import load_config
+
+    overrides = list(args.set or [])
+    for flag, key in (("task", "train.task"), ("split", "train.split"), ("epochs", "train.epochs"),
+                      ("seed", "train.seed")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(value)}")
+    return load_config(args.config, overrides)
+
+
+# ---------------------------------------------------------------- prepare
+def _read_recordings(args: argparse.Namespace) -> tuple[list, list[dict], list[str] | None]:
+    """Recordings from the chosen source, the readers' reports, and a fixed class order."""
+    if args.source == "synthetic":
+        from deepsense.data.synthetic import ACTIVITIES, SyntheticSpec, make_recordings
+
+        spec = SyntheticSpec(n_users=args.users, seconds_per_activity=args.seconds,
+                             seed=args.seed, **({"devices": tuple(args.devices)} if args.devices else {}))
+        return make_recordings(spec), [], list(ACTIVITIES)
+    if not args.input:
+        raise UsageError(f"prepare --source {args.source} needs --input")
+    require("pandas", "train")
+    if args.source == "hhar":
+        from deepsense.data.hhar import read_hhar
+        from deepsense.data.synthetic import ACTIVITIES
+
+        recordings, report = read_hhar(args.input, on_error=args.on_error or "skip")
+        return recordings, [report], list(ACTIVITIES)
+    if args.source == "csv":
+        from deepsense.data.csv_format import read_sensor_csv
+
+        recordings, report = read_sensor_csv(args.input, on_error=args.on_error or "raise")
+        return recordings, [report], None
+    from deepsense.data.ts_format import read_ts
+
+    if args.sample_rate_hz is None:
+        raise UsageError("prepare --source ts needs --sample-rate-hz (.ts files carry no clock)")
+    recordings, report = read_ts(args.input, sample_rate_hz=args.sample_rate_hz,
+                                 split="train" if args.test_input else None,
+                                 on_error=args.on_error or "raise")
+    reports = [report]
+    if args.test_input:
+        test, test_report = read_ts(args.test_input, sample_rate_hz=args.sample_rate_hz,
+                                    split="test", on_error=args.on_error or "raise")
+        recordings += test
+        reports.append(test_report)
+    return recordings, reports, None
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from deepsense.data.prepared import prepare_recordings, save_prepared
+
+    features = _run_config(args).features
+    started = time.perf_counter()
+    recordings, reports, classes = _read_recordings(args)
+    for report in reports:
+        if report.rows_skipped:
+            print(report.summary(), file=sys.stderr)
+    dataset = prepare_recordings(recordings, features, augment_copies=args.augment,
+                                 seed=args.seed, activity_names=classes,
+                                 progress=_progress("windows"))
+    dataset.info.update({"source": args.source, "input": args.input, "test_input": args.test_input,
+                         "reports": [r.to_dict() for r in reports]})
+    out = save_prepared(dataset, args.out)
+    n_orig = int((dataset.copy == 0).sum())
+    print(f"prepared {n_orig} windows (+{len(dataset) - n_orig} augmented) from "
+          f"{len(recordings)} recordings in {time.perf_counter() - started:.1f} s -> {out}")
+    print(f"  window {features.n_intervals} x {features.interval_s} s, "
+          f"{features.n_features} features; activities {dataset.activity_names}; "
+          f"users {dataset.user_names}; {dataset.info['n_windows_dropped']} windows dropped "
+          f"(< {features.min_valid_intervals} valid intervals)")
+    return 0
+
+
+# ---------------------------------------------------------------- train / evaluate
+def cmd_train(args: argparse.Namespace) -> int:
+    require("tensorflow", "train")
+    from deepsense.data.prepared import load_prepared
+    from deepsense.train import fit
+
+    config = _run_config(args)
+    dataset = load_prepared(args.data)
+    result = fit(dataset, config, args.out, data_path=args.data)
+    info = result.info
+    print(f"trained {info['task']} model ({info['parameters']['trainable']:,} parameters) on "
+          f"{info['n_train_windows']} windows, {info['epochs_run']} epochs in "
+          f"{info['train_seconds']:.0f} s ({info['train_windows_per_s']:.0f} windows/s) -> {args.out}")
+    return 0
+
+
+def _print_metrics(metrics: dict) -> None:
+    if "accuracy" in metrics:
+        print(f"{metrics['task']} ({metrics['split']}): accuracy {metrics['accuracy']:.4f}, "
+              f"macro-F1 {metrics['macro_f1']:.4f} on {metrics['n_windows']} held-out windows")
+    else:
+        print(f"regression ({metrics['split']}): MAE {metrics['mae']:.4f}, "
+              f"RMSE {metrics['rmse']:.4f} on {metrics['n_windows']} held-out windows")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    require("tensorflow", "train")
+    from deepsense.evaluate import evaluate_run
+
+    metrics = evaluate_run(args.model, args.data, out_dir=args.out, split=args.split)
+    _print_metrics(metrics)
+    print(f"  wrote {Path(args.out or args.model) / 'metrics.json'}")
+    return 0
+
+
+# ---------------------------------------------------------------- demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Synthetic data -> prepare -> train -> evaluate, printing a short summary."""
+    require("tensorflow", "train")
+    from deepsense.config import load_config
+    from deepsense.data.prepared import prepare_recordings, save_prepared
+    from deepsense.data.synthetic import ACTIVITIES, SyntheticSpec, make_recordings
+    from deepsense.evaluate import evaluate_run
+    from deepsense.train import fit
+
+    out = Path(args.out)
+    started = time.perf_counter()
+    spec = SyntheticSpec(n_users=args.users, seconds_per_activity=args.seconds, seed=args.seed)
+    print(f"[1/3] synthetic IMU data: {spec.n_users} users x {len(spec.devices)} devices x "
+          f"{len(ACTIVITIES)} activities x {spec.seconds_per_activity:.0f} s")
+    config = load_config(None, [f"train.task=\"activity\"", "train.split=\"loso:a\"",
+                                f"train.epochs={args.epochs}", "train.learning_rate=1e-3",
+                                "features.stride_s=1.25", *(args.set or [])])
+    dataset = prepare_recordings(make_recordings(spec), config.features,
+                                 activity_names=list(ACTIVITIES), seed=args.seed)
+    save_prepared(dataset, out / "data")
+    print(f"      {len(dataset)} windows of {config.features.n_intervals} x "
+          f"{config.features.interval_s} s -> {out / 'data'}")
+    print(f"[2/3] training DeepSense, activity recognition, leave user 'a' out "
+          f"({config.train.epochs} epochs max)")
+    result = fit(dataset, config, out / "run", data_path=out / "data", verbose=args.keras_verbose)
+    print(f"      {result.info['parameters']['trainable']:,} parameters, "
+          f"{result.info['epochs_run']} epochs, {result.info['train_seconds']:.0f} s")
+    print("[3/3] evaluating on the held-out user")
+    metrics = evaluate_run(out / "run", out / "data")
+    _print_metrics(metrics)
+    print(f"done in {time.perf_counter() - started:.0f} s: model {out / 'run' / 'model.keras'}, "
+          f"metrics {out / 'run' / 'metrics.json'}, confusion matrix "
+          f"{out / 'run' / 'confusion_matrix.png'}")
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML file with [features] [model] [train]")
+    parser.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                        help="override one setting, e.g. --set train.epochs=5 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="deepsense", description="DeepSense for IoT sensing: prepare data, "
+                     "train, evaluate, and run the whole chain with `deepsense demo`.")
+    parser.add_argument("--version", action="version", version=f"deepsense {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("prepare", help="raw recordings -> prepared windows")
+    p.add_argument("--source", choices=SOURCES, required=True)
+    p.add_argument("--input", help="HHAR folder, .ts file or our CSV file")
+    p.add_argument("--test-input", help=".ts test file (the source's own split)")
+    p.add_argument("--sample-rate-hz", type=float, help="sampling rate of a .ts file")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--augment", type=int, default=0, metavar="K",
+                   help="add K noisy copies of every window for training (released code: 9)")
+    p.add_argument("--on-error", choices=("raise", "skip"),
+                   help="bad rows: stop (default for csv/ts) or skip and report (default for hhar)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--users", type=int, default=9, help="synthetic: number of users")
+    p.add_argument("--devices", nargs="+", help="synthetic: device ids, e.g. nexus4_1 gear_1")
+    p.add_argument("--seconds", type=float, default=60.0,
+                   help="synthetic: seconds per user x device x activity")
+    _add_config_args(p)
+    p.set_defaults(handler=cmd_prepare)
+
+    p = sub.add_parser("train", help="train a DeepSense model on a prepared dataset")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="run directory (resumes if present)")
+    p.add_argument("--task", choices=("activity", "user", "regression"))
+    p.add_argument("--split", help="source | loso:USER | device:DEVICE | random:FRAC | time:FRAC")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    _add_config_args(p)
+    p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("evaluate", help="held-out metrics and a confusion matrix of a run")
+    p.add_argument("--model", required=True, type=Path, help="run directory")
+    p.add_argument("--data", type=Path, help="prepared dataset (default: the run's)")
+    p.add_argument("--split", help="override the run's split")
+    p.add_argument("--out", type=Path, help="output directory (default: the run directory)")
+    p.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="synthetic data -> train -> evaluate, end to end")
+    p.add_argument("--out", type=Path, default=Path("demo-output"))
+    p.add_argument("--users", type=int, default=6)
+    p.add_argument("--seconds", type=float, default=40.0)
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keras-verbose", type=int, default=2, help=argparse.SUPPRESS)
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
+    p.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    verbose = "--verbose" in (sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(argv)
+        return args.handler(args)
+    except SystemExit as exc:  # --help / --version
+        return int(exc.code or 0)
+    except (UsageError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (DataFormatError, MissingExtraError, FileNotFoundError, OSError, ValueError) as exc:
+        if verbose:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Train/test splits over prepared windows.
+
+Specs: ``source`` (the file's own train/test), ``loso:<user>`` (leave one user out, the HHAR
+protocol), ``device:<device>``, ``random:<fraction>``, ``time:<fraction>`` (the last fraction of
+each recording's windows by time, so every user and activity is on both sides; the UserID
+protocol). Test sets hold original windows only; a
+window's augmented copies always fall on the side of their original.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deepsense.data.prepared import PreparedDataset
+from deepsense.errors import ConfigError
+
+SPLIT_KINDS = ("source", "loso", "device", "random", "time")
+
+
+def _fraction(spec: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value < 1.0:
+        raise ConfigError(f"split {spec!r}: expected a fraction in (0, 1). Received: {text!r}")
+    return value
+
+
+def _test_windows(ds: PreparedDataset, spec: str, seed: int) -> np.ndarray:
+    """Boolean (n,) over all rows: True where the row's window belongs to the test side."""
+    kind, _, arg = spec.partition(":")
+    if kind not in SPLIT_KINDS:
+        raise ConfigError(f"split expected one of {[k + (':...' if k != 'source' else '') for k in SPLIT_KINDS]}. "
+                          f"Received: {spec!r}")
+    if kind == "source":
+        if (ds.source_split < 0).any():
+            raise ConfigError("split 'source' needs a dataset whose source fixes train/test "
+                              "(e.g. a .ts file with --test-input)")
+        return ds.source_split == 1
+    if kind in ("loso", "device"):
+        names = ds.user_names if kind == "loso" else ds.device_names
+        codes = ds.user if kind == "loso" else ds.device
+        if arg not in names:
+            raise ConfigError(f"split {spec!r}: unknown {'user' if kind == 'loso' else 'device'} "
+                              f"{arg!r}; the dataset has {names}")
+        return codes == names.index(arg)
+    fraction = _fraction(spec, arg)
+    originals = np.flatnonzero(ds.copy == 0)
+    test_ids: np.ndarray
+    if kind == "random":
+        rng = np.random.default_rng(seed)
+        shuffled = rng.permutation(originals)
+        test_ids = ds.window_id[shuffled[: int(round(fraction * len(shuffled)))]]
+    else:  # time: per user, the latest windows of each recording session by start time
+        chosen = []
+        for user in np.unique(ds.user[originals]):
+            rows = originals[ds.user[originals] == user]
+            rows = rows[np.lexsort((ds.start_s[rows], ds.recording[rows]))]
+            for rec in np.unique(ds.recording[rows]):
+                rec_rows = rows[ds.recording[rows] == rec]
+                n_test = int(round(fraction * len(rec_rows)))
+                chosen.append(rec_rows[len(rec_rows) - n_test:])
+        test_ids = ds.window_id[np.concatenate(chosen)] if chosen else np.zeros(0, np.int64)
+    return np.isin(ds.window_id, test_ids)
+
+
+def split_indices(ds: PreparedDataset, spec: str, *, seed: int = 0,
+                  use_augmented: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, test) for a split spec.
+
+    Args:
+        ds: the prepared dataset.
+        spec: see the module docstring.
+        seed: for random splits.
+        use_augmented: include augmented copies of training windows in train.
+
+    Raises:
+        ConfigError: unknown spec, unknown user/device, or an empty side.
+    """
+    test_side = _test_windows(ds, spec, seed)
+    original = ds.copy == 0
+    train = np.flatnonzero(~test_side & (original | use_augmented))
+    test = np.flatnonzero(test_side & original)
+    if len(train) == 0 or len(test) == 0:
+        raise ConfigError(f"split {spec!r} leaves {len(train)} training and {len(test)} test "
+                          "windows; both must be non-empty")
+    return train, test
+
+
+def validation_split(ds: PreparedDataset, train: np.ndarray, fraction: float,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out `fraction` of the training windows (with their copies) for validation.
+
+    The validation side keeps original windows only. Returns (fit_rows, validation_rows).
+    """
+    if fraction <= 0:
+        return train, np.zeros(0, dtype=np.int64)
+    ids = np.unique(ds.window_id[train])
+    rng = np.random.default_rng(seed + 1)
+    val_ids = rng.choice(ids, size=max(1, int(round(fraction * len(ids)))), replace=False)
+    is_val = np.isin(ds.window_id[train], val_ids)
+    fit_rows = train[~is_val]
+    val_rows = train[is_val & (ds.copy[train] == 0)]
+    return fit_rows, val_rows

@@ -1,0 +1,170 @@
+"""Training: tf.data pipelines, callbacks and the run directory. No argparse here.
+
+A run directory holds::
+
+    model.keras             best model (lowest validation loss)
+    checkpoints/last.keras  the latest epoch
+    backup/                 Keras BackupAndRestore state: an interrupted run resumes from it
+    logs/                   TensorBoard logs
+    history.csv             per-epoch losses and metrics
+    config.resolved.toml    the exact configuration
+    run.json                task, class names, feature settings, split, sizes, timings
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deepsense.config import RunConfig, config_to_dict, config_to_toml
+from deepsense.data.prepared import PreparedDataset
+from deepsense.data.splits import split_indices, validation_split
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402  (after quieting TensorFlow's C++ logging)
+import tensorflow as tf  # noqa: E402
+
+from deepsense.model import build_deepsense, count_parameters  # noqa: E402
+
+RUN_SCHEMA_VERSION = 1
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model: keras.Model
+    history: dict[str, list[float]]
+    info: dict
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow (keras.utils.set_random_seed)."""
+    keras.utils.set_random_seed(seed)
+
+
+def labelled_rows(ds: PreparedDataset, rows: np.ndarray, task: str) -> np.ndarray:
+    """Keep the rows that have a label for `task` (class >= 0, or a finite target)."""
+    labels = ds.labels(task)[rows]
+    ok = np.isfinite(labels) if task == "regression" else labels >= 0
+    return rows[ok]
+
+
+def make_tf_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool,
+                    seed: int = 0) -> tf.data.Dataset:
+    """Batches of (x (b, T, F) float32, y (b,) int32 or (b, 1) float32), prefetched."""
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _targets(ds: PreparedDataset, rows: np.ndarray, task: str) -> np.ndarray:
+    labels = ds.labels(task)[rows]
+    return labels.astype(np.float32)[:, None] if task == "regression" else labels.astype(np.int32)
+
+
+def compile_model(model: keras.Model, config: RunConfig) -> None:
+    """Adam with the released code's settings; cross-entropy or MSE."""
+    t = config.train
+    optimizer = keras.optimizers.Adam(t.learning_rate, beta_1=t.beta_1, beta_2=t.beta_2)
+    if t.task == "regression":
+        model.compile(optimizer, loss="mse", metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
+    else:
+        model.compile(optimizer, loss="sparse_categorical_crossentropy",
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+
+
+def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
+        data_path: str | Path | None = None, verbose: int | None = None) -> TrainResult:
+    """Train DeepSense on the training side of `config.train.split` and write a run directory.
+
+    Re-running with the same `run_dir` after an interruption resumes from the last epoch.
+
+    Args:
+        ds: prepared windows.
+        config: model and training settings (config.features is replaced by ds.features).
+        run_dir: output directory.
+        data_path: recorded in run.json so `evaluate` can find the data again.
+        verbose: Keras verbosity; default 1 (progress bar) on a terminal, else 2 (a line per epoch).
+    """
+    t = config.train
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    config = RunConfig(model=config.model, train=t, features=ds.features)
+    seed_everything(t.seed)
+
+    train_rows, test_rows = split_indices(ds, t.split, seed=t.seed, use_augmented=t.augment)
+    fit_rows, val_rows = validation_split(ds, train_rows, t.validation_fraction, seed=t.seed)
+    fit_rows = labelled_rows(ds, fit_rows, t.task)
+    val_rows = labelled_rows(ds, val_rows, t.task)
+    class_names = ds.class_names(t.task)
+    n_outputs = 1 if t.task == "regression" else len(class_names)
+
+    model = build_deepsense(ds.features, n_outputs, t.task, config.model)
+    compile_model(model, config)
+    train_data = make_tf_dataset(ds.x[fit_rows], _targets(ds, fit_rows, t.task), t.batch_size,
+                                 shuffle=True, seed=t.seed)
+    val_data = (make_tf_dataset(ds.x[val_rows], _targets(ds, val_rows, t.task), t.batch_size,
+                                shuffle=False) if len(val_rows) else None)
+    monitor = "val_loss" if val_data is not None else "loss"
+
+    (run / "checkpoints").mkdir(exist_ok=True)
+    (run / "config.resolved.toml").write_text(config_to_toml(config))
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run / "backup")),
+        keras.callbacks.ModelCheckpoint(str(run / "model.keras"), monitor=monitor,
+                                        save_best_only=True),
+        keras.callbacks.ModelCheckpoint(str(run / "checkpoints" / "last.keras")),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=t.early_stopping_patience,
+                                      restore_best_weights=True),
+        keras.callbacks.CSVLogger(str(run / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run / "logs"), write_graph=False),
+    ]
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    started = time.perf_counter()
+    history = model.fit(train_data, validation_data=val_data, epochs=t.epochs,
+                        callbacks=callbacks, verbose=verbose)
+    seconds = time.perf_counter() - started
+    n_epochs = len(history.epoch)
+    model.save(run / "model.keras")  # EarlyStopping restored the best weights
+
+    info = {
+        "schema_version": RUN_SCHEMA_VERSION,
+        "kind": "deepsense",
+        "task": t.task,
+        "class_names": class_names,
+        "features": ds.features.to_dict(),
+        "data_path": str(Path(data_path).resolve()) if data_path else None,
+        "split": t.split,
+        "n_train_windows": int(len(fit_rows)),
+        "n_validation_windows": int(len(val_rows)),
+        "n_test_windows": int(len(labelled_rows(ds, test_rows, t.task))),
+        "parameters": count_parameters(model),
+        "epochs_run": n_epochs,
+        "train_seconds": round(seconds, 2),
+        "train_windows_per_s": round(len(fit_rows) * max(n_epochs, 1) / max(seconds, 1e-9), 1),
+        "config": config_to_dict(config),
+    }
+    (run / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+    return TrainResult(run, model, {k: [float(v) for v in vals]
+                                    for k, vals in history.history.items()}, info)
+
+
+def load_run(run_dir: str | Path) -> tuple[keras.Model, dict]:
+    """Load a run directory's best model and its run.json."""
+    run = Path(run_dir)
+    for required in ("model.keras", "run.json"):
+        if not (run / required).exists():
+            raise FileNotFoundError(f"{run}: not a run directory ({required} is missing); "
+                                    "make one with `deepsense train`")
+    info = json.loads((run / "run.json").read_text())
+    model = keras.saving.load_model(run / "model.keras")
+    return model, info
