@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from deepsense.config import RunConfig, config_to_dict, config_to_toml
+from deepsense.errors import ConfigError
 from deepsense.data.prepared import PreparedDataset
 from deepsense.data.splits import split_indices, validation_split
 
@@ -105,6 +106,14 @@ def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
     fit_rows = labelled_rows(ds, fit_rows, t.task)
     val_rows = labelled_rows(ds, val_rows, t.task)
     class_names = ds.class_names(t.task)
+    if t.task != "regression":
+        unseen = set(ds.labels(t.task)[labelled_rows(ds, test_rows, t.task)].tolist()) - set(
+            ds.labels(t.task)[fit_rows].tolist())
+        if unseen:
+            raise ConfigError(
+                f"split {t.split!r} tests {t.task} classes never seen in training: "
+                f"{sorted(class_names[i] for i in unseen)} (for UserID use a time split, "
+                "e.g. --split time:0.3)")
     n_outputs = 1 if t.task == "regression" else len(class_names)
 
     model = build_deepsense(ds.features, n_outputs, t.task, config.model)

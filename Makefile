@@ -1,0 +1,29 @@
+# Two entry points: `make demo` and `make test`. Both create .venv and install what they need.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup setup-edge demo test broker bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[train,dev]'
+	touch $@
+
+demo: setup
+	$(VENV)/bin/deepsense demo
+
+# Tests start their own Mosquitto on a free loopback port; install the Debian package if missing.
+broker:
+	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null; \
+	else echo "mosquitto not found: sudo apt-get install mosquitto (broker tests will be skipped)"; fi
+
+test: setup broker
+	$(PY) -m pytest --run-slow $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) demo-output build *.egg-info

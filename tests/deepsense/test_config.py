@@ -1,0 +1,44 @@
+import pytest
+
+from deepsense.config import ConfigError, RunConfig, config_to_toml, load_config
+
+
+def test_defaults_follow_the_released_code():
+    config = RunConfig()
+    assert (config.train.learning_rate, config.train.beta_1, config.train.beta_2) == (1e-4, 0.5, 0.9)
+    assert config.train.batch_size == 64 and config.model.weight_decay == 5e-4
+    assert config.model.gru_units == (120, 120) and config.model.conv_filters == 64
+    assert (config.features.n_intervals, config.features.n_points) == (20, 10)
+
+
+def test_file_then_overrides_and_toml_round_trip(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[train]\nepochs = 7\nsplit = "loso:b"\n[model]\ngru_units = [16, 8]\n')
+    config = load_config(path, ["train.epochs=9", "features.interval_s=0.5"])
+    assert config.train.epochs == 9 and config.train.split == "loso:b"
+    assert config.model.gru_units == (16, 8) and config.features.interval_s == 0.5
+    (tmp_path / "again.toml").write_text(config_to_toml(config))
+    assert load_config(tmp_path / "again.toml") == config
+
+
+@pytest.mark.parametrize("override, match", [
+    ("train.epochs=three", "train.epochs expected an integer"),
+    ("train.epoch=3", r"unknown key\(s\) \['train.epoch'\]"),
+    ("optim.lr=1", "unknown section 'optim'"),
+    ("model.gru_units=[0]", "gru_units expected a positive integer"),
+    ("features.n_points=1", "n_points expected >= 2"),
+    ("train.task=\"speed\"", "train.task expected one of"),
+    ("noequals", "section.key=value"),
+])
+def test_bad_settings_name_the_key(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, [override])
+
+
+def test_bad_file_is_a_config_error(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[train\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml")

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from deepsense.data.splits import split_indices, validation_split
+from deepsense.errors import ConfigError
+
+
+def _ids(ds, rows):
+    return set(ds.window_id[rows].tolist())
+
+
+def test_loso_holds_out_exactly_one_user(tiny_dataset):
+    train, test = split_indices(tiny_dataset, "loso:b")
+    b = tiny_dataset.user_names.index("b")
+    assert (tiny_dataset.user[test] == b).all()
+    assert not (tiny_dataset.user[train] == b).any()
+    assert (tiny_dataset.copy[test] == 0).all(), "test windows are originals only"
+    assert (tiny_dataset.copy[train] > 0).any(), "augmented copies are used for training"
+
+
+@pytest.mark.parametrize("spec", ["random:0.3", "time:0.3"])
+def test_fraction_splits_keep_copies_with_their_window(tiny_dataset, spec):
+    train, test = split_indices(tiny_dataset, spec)
+    assert not _ids(tiny_dataset, train) & _ids(tiny_dataset, test)
+    share = len(test) / (tiny_dataset.copy == 0).sum()
+    assert 0.2 < share < 0.4
+
+
+def test_time_split_tests_on_the_latest_windows_of_every_recording(tiny_dataset):
+    ds = tiny_dataset
+    train, test = split_indices(ds, "time:0.3")
+    for rec in np.unique(ds.recording):
+        test_starts = ds.start_s[test][ds.recording[test] == rec]
+        train_starts = ds.start_s[train][ds.recording[train] == rec]
+        assert test_starts.size and train_starts.size
+        assert test_starts.min() > train_starts.max()
+
+
+def test_random_split_is_seeded(tiny_dataset):
+    a = split_indices(tiny_dataset, "random:0.3", seed=1)[1]
+    b = split_indices(tiny_dataset, "random:0.3", seed=1)[1]
+    c = split_indices(tiny_dataset, "random:0.3", seed=2)[1]
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("spec, match", [("loso:zz", "unknown user"), ("device:x", "unknown device"),
+                                         ("random:1.5", "fraction"), ("by-user", "expected one of"),
+                                         ("source", "fixes train/test")])
+def test_bad_split_specs_raise_config_error(tiny_dataset, spec, match):
+    with pytest.raises(ConfigError, match=match):
+        split_indices(tiny_dataset, spec)
+
+
+def test_validation_split_is_disjoint_and_original_only(tiny_dataset):
+    train, _ = split_indices(tiny_dataset, "loso:a")
+    fit_rows, val_rows = validation_split(tiny_dataset, train, 0.2)
+    assert not _ids(tiny_dataset, fit_rows) & _ids(tiny_dataset, val_rows)
+    assert (tiny_dataset.copy[val_rows] == 0).all()
