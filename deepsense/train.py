@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -82,8 +83,20 @@ def compile_model(model: keras.Model, config: RunConfig) -> None:
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
 
 
+ModelBuilder = Callable[[PreparedDataset, RunConfig, int], keras.Model]
+
+
+def build_compiled_deepsense(ds: PreparedDataset, config: RunConfig, n_outputs: int) -> keras.Model:
+    """The default ModelBuilder: plain DeepSense, compiled with the released optimiser."""
+    model = build_deepsense(ds.features, n_outputs, config.train.task, config.model)
+    compile_model(model, config)
+    return model
+
+
 def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
-        data_path: str | Path | None = None, verbose: int | None = None) -> TrainResult:
+        data_path: str | Path | None = None, verbose: int | None = None,
+        build_model: ModelBuilder = build_compiled_deepsense, kind: str = "deepsense",
+        extra_info: dict | None = None) -> TrainResult:
     """Train DeepSense on the training side of `config.train.split` and write a run directory.
 
     Re-running with the same `run_dir` after an interruption resumes from the last epoch.
@@ -94,6 +107,10 @@ def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
         run_dir: output directory.
         data_path: recorded in run.json so `evaluate` can find the data again.
         verbose: Keras verbosity; default 1 (progress bar) on a terminal, else 2 (a line per epoch).
+        build_model: returns the compiled model to train, given the data, the config and the
+            number of outputs (other packages plug in heads and losses here).
+        kind: model family recorded in run.json (e.g. "deepsense", "rdeepsense").
+        extra_info: more entries for run.json.
     """
     t = config.train
     run = Path(run_dir)
@@ -116,8 +133,7 @@ def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
                 "e.g. --split time:0.3)")
     n_outputs = 1 if t.task == "regression" else len(class_names)
 
-    model = build_deepsense(ds.features, n_outputs, t.task, config.model)
-    compile_model(model, config)
+    model = build_model(ds, config, n_outputs)
     train_data = make_tf_dataset(ds.x[fit_rows], _targets(ds, fit_rows, t.task), t.batch_size,
                                  shuffle=True, seed=t.seed)
     val_data = (make_tf_dataset(ds.x[val_rows], _targets(ds, val_rows, t.task), t.batch_size,
@@ -140,14 +156,14 @@ def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.perf_counter()
     history = model.fit(train_data, validation_data=val_data, epochs=t.epochs,
-                        callbacks=callbacks, verbose=verbose)
+                        callbacks=callbacks, verbose=verbose, shuffle=False)
     seconds = time.perf_counter() - started
     n_epochs = len(history.epoch)
     model.save(run / "model.keras")  # EarlyStopping restored the best weights
 
     info = {
         "schema_version": RUN_SCHEMA_VERSION,
-        "kind": "deepsense",
+        "kind": kind,
         "task": t.task,
         "class_names": class_names,
         "features": ds.features.to_dict(),
@@ -161,6 +177,7 @@ def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
         "train_seconds": round(seconds, 2),
         "train_windows_per_s": round(len(fit_rows) * max(n_epochs, 1) / max(seconds, 1e-9), 1),
         "config": config_to_dict(config),
+        **(extra_info or {}),
     }
     (run / "run.json").write_text(json.dumps(info, indent=2) + "\n")
     return TrainResult(run, model, {k: [float(v) for v in vals]
