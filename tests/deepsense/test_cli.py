@@ -1,5 +1,7 @@
 import json
 
+import numpy as np
+
 import pytest
 
 from deepsense.cli import main
@@ -54,3 +56,38 @@ def test_user_id_with_the_user_held_out_is_refused(tiny_data_dir, tmp_path, caps
 def test_evaluate_unknown_run_exits_1(tmp_path, capsys):
     assert main(["evaluate", "--model", str(tmp_path)]) == 1
     assert "not a run directory" in capsys.readouterr().err
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def test_prepare_hhar_sample_and_basicmotions(tmp_path, capsys):
+    assert main(["prepare", "--source", "hhar", "--input", str(REPO / "datasets/hhar/sample"),
+                 "--out", str(tmp_path / "hhar")]) == 0
+    hhar = json.loads((tmp_path / "hhar" / "dataset.json").read_text())
+    assert hhar["n_windows"] >= 1 and "walk" in hhar["activity_names"]
+    bm = REPO / "datasets/basicmotions"
+    assert main(["prepare", "--source", "ts", "--input", str(bm / "BasicMotions_TRAIN.ts"),
+                 "--test-input", str(bm / "BasicMotions_TEST.ts"), "--sample-rate-hz", "10",
+                 "--out", str(tmp_path / "bm"), "--set", "features.interval_s=0.5",
+                 "--set", "features.n_intervals=19"]) == 0
+    meta = json.loads((tmp_path / "bm" / "dataset.json").read_text())
+    assert meta["n_windows"] == 80
+    assert sorted(meta["activity_names"]) == ["Badminton", "Running", "Standing", "Walking"]
+
+
+def test_prepare_csv_reports_the_bad_line(tmp_path, capsys):
+    path = tmp_path / "rec.csv"
+    rows = ["timestamp_s,device,sensor,x,y,z,user,label"]
+    for i in range(400):
+        for sensor in ("acc", "gyro"):
+            rows.append(f"{i * 0.02 + (0.001 if sensor == 'gyro' else 0):.3f},d1,{sensor},"
+                        f"{np.sin(i / 5):.4f},0.1,9.8,u1,walk")
+    rows[7] = rows[7].replace(",0.1,", ",nan,")
+    path.write_text("\n".join(rows) + "\n")
+    assert main(["prepare", "--source", "csv", "--input", str(path), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "rec.csv" in err and "line 8" in err
+    assert main(["prepare", "--source", "csv", "--input", str(path), "--out", str(tmp_path / "o"),
+                 "--on-error", "skip"]) == 0
+    assert "1 skipped" in capsys.readouterr().err
