@@ -43,7 +43,8 @@ def _run_config(args: argparse.Namespace):
 
     overrides = list(args.set or [])
     for flag, key in (("task", "train.task"), ("split", "train.split"), ("epochs", "train.epochs"),
-                      ("seed", "train.seed")):
+                      ("seed", "train.seed"), ("head", "train.head"),
+                      ("scoring_weight", "train.scoring_weight")):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{key}={json.dumps(value)}")
@@ -122,6 +123,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = _run_config(args)
     dataset = load_prepared(args.data)
+    if config.train.head == "rdeepsense":
+        from rdeepsense.train import fit_rdeepsense as fit
     result = fit(dataset, config, args.out, data_path=args.data)
     info = result.info
     print(f"trained {info['task']} model ({info['parameters']['trainable']:,} parameters) on "
@@ -134,9 +137,15 @@ def _print_metrics(metrics: dict) -> None:
     if "accuracy" in metrics:
         print(f"{metrics['task']} ({metrics['split']}): accuracy {metrics['accuracy']:.4f}, "
               f"macro-F1 {metrics['macro_f1']:.4f} on {metrics['n_windows']} held-out windows")
+        print(f"  calibration: NLL {metrics['nll']:.4f}, ECE {metrics['ece']:.4f}, "
+              f"Brier {metrics['brier']:.4f}")
     else:
         print(f"regression ({metrics['split']}): MAE {metrics['mae']:.4f}, "
               f"RMSE {metrics['rmse']:.4f} on {metrics['n_windows']} held-out windows")
+        if "nll" in metrics:
+            print(f"  uncertainty: NLL {metrics['nll']:.4f}, coverage of the 50/90/95% intervals "
+                  f"{metrics['coverage_50']:.3f}/{metrics['coverage_90']:.3f}/"
+                  f"{metrics['coverage_95']:.3f}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -146,6 +155,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate_run(args.model, args.data, out_dir=args.out, split=args.split)
     _print_metrics(metrics)
     print(f"  wrote {Path(args.out or args.model) / 'metrics.json'}")
+    return 0
+
+
+# ---------------------------------------------------------------- compress
+def cmd_compress(args: argparse.Namespace) -> int:
+    require("tensorflow", "train")
+    from deepiot.compress import CompressSettings
+    from deepiot.finetune import FineTuneSettings
+    from deepiot.report import format_report
+    from deepiot.run import compress_run, format_progress
+    from deepiot.schedule import ThresholdSchedule
+
+    try:
+        settings = CompressSettings(target_params=args.target_params,
+                                    min_accuracy=args.min_accuracy, seed=args.seed)
+        schedule = ThresholdSchedule(step_interval=args.step_interval)
+        fine_tuning = FineTuneSettings(epochs=args.fine_tune_epochs, distill_weight=args.distill,
+                                       seed=args.seed)
+    except ValueError as exc:
+        raise UsageError(f"compress: {exc}") from None
+    print(f"compressing {args.model} to {100 * args.target_params:g}% of its parameters "
+          f"({schedule.n_steps} threshold steps of {args.step_interval} iterations)")
+    report = compress_run(args.model, args.out, data_dir=args.data, settings=settings,
+                          schedule=schedule, fine_tuning=fine_tuning, verbose=2,
+                          progress=lambda record: print(format_progress(record), flush=True))
+    print(format_report(report))
+    print(f"  wrote {args.out}: model.keras, run.json, compression_report.json, tradeoff.png")
     return 0
 
 
@@ -225,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="source | loso:USER | device:DEVICE | random:FRAC | time:FRAC")
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument("--head", choices=("softmax", "rdeepsense"),
+                   help="softmax: plain DeepSense; rdeepsense: calibrated uncertainty in one pass")
+    p.add_argument("--scoring-weight", type=float, metavar="W",
+                   help="rdeepsense loss: W * NLL + (1 - W) * Brier (or MSE); default 0.25")
     _add_config_args(p)
     p.set_defaults(handler=cmd_train)
 
@@ -234,6 +274,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="override the run's split")
     p.add_argument("--out", type=Path, help="output directory (default: the run directory)")
     p.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser("compress", help="DeepIoT: prune a run's model into a thinner dense model")
+    p.add_argument("--model", required=True, type=Path, help="run directory of a classifier")
+    p.add_argument("--data", type=Path, help="prepared dataset (default: the run's)")
+    p.add_argument("--out", required=True, type=Path, help="run directory of the compressed model")
+    p.add_argument("--target-params", type=float, default=0.07, metavar="FRACTION",
+                   help="stop when at most this fraction of the parameters is left (0.07)")
+    p.add_argument("--min-accuracy", type=float, metavar="A",
+                   help="stop before validation accuracy falls under A (keep the last state above)")
+    p.add_argument("--step-interval", type=int, default=12, metavar="N",
+                   help="iterations per pruning-threshold step (the paper: 500)")
+    p.add_argument("--fine-tune-epochs", type=int, default=30)
+    p.add_argument("--distill", type=float, default=0.5, metavar="W",
+                   help="weight of the original model's soft outputs when fine-tuning (0: off)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=cmd_compress)
 
     p = sub.add_parser("demo", help="synthetic data -> train -> evaluate, end to end")
     p.add_argument("--out", type=Path, default=Path("demo-output"))

@@ -20,6 +20,7 @@ from deepsense.data.features import FeatureConfig
 from deepsense.errors import ConfigError
 
 TASKS = ("activity", "user", "regression")
+HEADS = ("softmax", "rdeepsense")
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class TrainConfig:
         task: "activity", "user" (UserID) or "regression" (the recordings' target).
         split: how test data is held out: "source" (the file's own train/test),
             "loso:<user>" (leave one user out, HHAR protocol), "device:<device>",
-            "random:<fraction>", or "time:<fraction>" (last fraction of each user's time;
+            "random:<fraction>", or "time:<fraction>" (the last fraction of each recording;
             the UserID protocol).
         validation_fraction: share of training windows held out for early stopping.
         epochs: maximum epochs.
@@ -89,6 +90,13 @@ class TrainConfig:
         early_stopping_patience: epochs without validation improvement before stopping.
         augment: use the augmented copies written by `prepare --augment` for training.
         seed: seeds Python, NumPy and TensorFlow.
+        head: output head and loss: "softmax" (plain DeepSense: softmax + cross-entropy, or
+            linear + MSE for regression) or "rdeepsense" (uncertainty head trained with a
+            proper scoring rule; see rdeepsense/).
+        scoring_weight: rdeepsense only: weight w of the negative log-likelihood in the loss
+            w * NLL + (1 - w) * Brier (classification) or w * NLL + (1 - w) * MSE
+            (regression); 0.25 had the lowest validation NLL in the sweep recorded in
+            BENCHMARKS.md (a noisy, single-seed choice).
     """
 
     task: str = "activity"
@@ -102,6 +110,8 @@ class TrainConfig:
     early_stopping_patience: int = 10
     augment: bool = True
     seed: int = 0
+    head: str = "softmax"
+    scoring_weight: float = 0.25
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -113,6 +123,13 @@ class TrainConfig:
             _check_positive(name, getattr(self, name))
         if not self.learning_rate > 0:
             raise ConfigError(f"train.learning_rate expected > 0. Received: {self.learning_rate}")
+        if self.head not in HEADS:
+            raise ConfigError(f"train.head expected one of {HEADS}. Received: {self.head!r}")
+        weight = self.scoring_weight
+        if not 0.0 <= weight <= 1.0 or (self.task == "regression" and weight == 0.0):
+            raise ConfigError("train.scoring_weight expected a weight in [0, 1], > 0 for "
+                              "regression (MSE alone never fits the variance). "
+                              f"Received: {weight}")
 
 
 @dataclass(frozen=True)

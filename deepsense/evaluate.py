@@ -12,6 +12,8 @@ from deepsense.data.splits import split_indices
 from deepsense.errors import DataFormatError
 from deepsense.metrics import classification_metrics, regression_metrics
 from deepsense.train import labelled_rows, load_run
+from rdeepsense.calibration import (classification_calibration, regression_calibration,
+                                    reliability_bins)
 
 
 def check_compatible(info: dict, ds: PreparedDataset) -> None:
@@ -29,8 +31,10 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path | None = None, *,
                  batch_size: int = 256) -> dict:
     """Evaluate a run's model on the test side of its split (or `split`).
 
-    Writes ``metrics.json`` and, for classification, ``confusion_matrix.png`` into `out_dir`
-    (default: the run directory). Returns the metrics.
+    Writes ``metrics.json`` and, for classification, ``confusion_matrix.png`` and
+    ``reliability_diagram.png`` into `out_dir` (default: the run directory). Returns the
+    metrics: calibration (NLL, ECE, Brier) for every classifier; NLL and the coverage of the
+    50/90/95% intervals for regression models that predict a variance (run.json ``outputs``).
     """
     model, info = load_run(run_dir)
     data_dir = data_dir or info.get("data_path")
@@ -44,12 +48,18 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path | None = None, *,
     test_rows = labelled_rows(ds, test_rows, task)
     outputs = model.predict(ds.x[test_rows], batch_size=batch_size, verbose=0)
     y_true = ds.labels(task)[test_rows]
+    layout = info.get("outputs", {}).get("layout")
     if task == "regression":
         metrics = regression_metrics(y_true, outputs[:, 0])
+        if layout == "gaussian_mean_variance":
+            calibration = regression_calibration(y_true, outputs[:, 0], outputs[:, 1])
+            metrics.update({k: round(v, 4) for k, v in calibration.items() if k not in metrics})
     else:
         metrics = classification_metrics(y_true, outputs, info["class_names"])
-    metrics.update({"task": task, "split": split, "data": str(Path(data_dir).resolve()),
-                    "model": str(Path(run_dir).resolve())})
+        calibration = classification_calibration(y_true, outputs)
+        metrics.update({k: round(v, 4) for k, v in calibration.items() if k not in metrics})
+    metrics.update({"task": task, "head": info.get("head", "softmax"), "split": split,
+                    "data": str(Path(data_dir).resolve()), "model": str(Path(run_dir).resolve())})
     out = Path(out_dir or run_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -59,4 +69,9 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path | None = None, *,
         plot_confusion_matrix(np.array(metrics["confusion_matrix"]), info["class_names"],
                               out / "confusion_matrix.png",
                               title=f"{task}, split {split}: accuracy {metrics['accuracy']:.3f}")
+        from rdeepsense.plots import plot_reliability_diagram
+
+        plot_reliability_diagram(reliability_bins(y_true, outputs),
+                                 out / "reliability_diagram.png",
+                                 title=f"{task}, split {split}: ECE {metrics['ece']:.3f}")
     return metrics

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numbers
+from typing import Mapping
+
 import keras
 
 from deepsense.config import ModelConfig
@@ -16,7 +19,8 @@ LOGITS_NAME = "logits"
 
 def build_deepsense(features: FeatureConfig, n_outputs: int, task: str = "activity",
                     config: ModelConfig | None = None, *, unroll: bool = False,
-                    batch_size: int | None = None, name: str = "deepsense") -> keras.Model:
+                    batch_size: int | None = None, name: str = "deepsense",
+                    widths: Mapping[str, int] | None = None) -> keras.Model:
     """Build DeepSense for windows of shape (n_intervals, n_features).
 
     Per sensor: 3 convs over the spectral axis (BN, ReLU, channel dropout); merge: 3 convs
@@ -30,6 +34,10 @@ def build_deepsense(features: FeatureConfig, n_outputs: int, task: str = "activi
         config: architecture; defaults to the released HHAR code.
         unroll: unroll the GRUs (needed for a builtin-ops LiteRT export).
         batch_size: fix the batch dimension (1 for export), or None.
+        widths: units of some hidden layers, by layer name (``acc_conv1``, ``merge_conv2``,
+            ``gru1``, ...), e.g. the kept units of a DeepIoT-thinned model; layers not named
+            keep the sizes of `config`. The last per-sensor convs are stacked along a sensor
+            axis, so they must have equal widths.
 
     Returns:
         A functional model mapping (batch, n_intervals, n_features) float32 to
@@ -38,6 +46,7 @@ def build_deepsense(features: FeatureConfig, n_outputs: int, task: str = "activi
     config = config or ModelConfig()
     if n_outputs < 1:
         raise ValueError(f"n_outputs expected a positive integer. Received: n_outputs={n_outputs}")
+    units = layer_widths(features, config, widths)
     per_sensor = features.n_features_per_sensor
     regularizer = keras.regularizers.L2(config.weight_decay / 2) if config.weight_decay else None
     conv_args = {"kernel_regularizer": regularizer}
@@ -49,20 +58,21 @@ def build_deepsense(features: FeatureConfig, n_outputs: int, task: str = "activi
     sensor_outputs = []
     for index, sensor in enumerate(features.sensors):
         x = SensorSlice(index * per_sensor, per_sensor, name=f"{sensor}_slice")(inputs)
-        widths = (config.sensor_conv1_bins * features.n_axes * 2, *config.sensor_kernel_sizes)
+        kernel_widths = (config.sensor_conv1_bins * features.n_axes * 2,
+                         *config.sensor_kernel_sizes)
         strides = (features.n_axes * 2,) + (1,) * len(config.sensor_kernel_sizes)
-        for layer_index, (width, stride) in enumerate(zip(widths, strides), start=1):
+        for layer_index, (width, stride) in enumerate(zip(kernel_widths, strides), start=1):
             prefix = f"{sensor}_conv{layer_index}"
-            x = keras.layers.Conv2D(config.conv_filters, (1, width), strides=(1, stride),
+            x = keras.layers.Conv2D(units[prefix], (1, width), strides=(1, stride),
                                     padding="valid", name=prefix, **conv_args)(x)
             x = keras.layers.BatchNormalization(name=f"{prefix}_bn")(x)
             x = keras.layers.ReLU(name=f"{prefix}_relu")(x)
-            if layer_index < len(widths):  # the last one is followed by the merge dropout
+            if layer_index < len(kernel_widths):  # the last one is followed by the merge dropout
                 x = keras.layers.SpatialDropout2D(config.conv_dropout, name=f"{prefix}_dropout")(x)
         n_positions = x.shape[2]
         if n_positions is None or n_positions < 1:
             raise ValueError(f"the per-sensor convs leave no positions for {per_sensor} features")
-        x = keras.layers.Reshape((features.n_intervals, 1, n_positions, config.conv_filters),
+        x = keras.layers.Reshape((features.n_intervals, 1, n_positions, x.shape[-1]),
                                  name=f"{sensor}_stack")(x)
         sensor_outputs.append(x)
 
@@ -71,7 +81,7 @@ def build_deepsense(features: FeatureConfig, n_outputs: int, task: str = "activi
     x = keras.layers.SpatialDropout3D(config.conv_dropout, name="merge_dropout_in")(x)
     for layer_index, kernel in enumerate(config.merge_kernel_sizes, start=1):
         prefix = f"merge_conv{layer_index}"
-        x = keras.layers.Conv3D(config.merge_filters, (1, *kernel), padding="same",
+        x = keras.layers.Conv3D(units[prefix], (1, *kernel), padding="same",
                                 name=prefix, **conv_args)(x)
         x = keras.layers.BatchNormalization(name=f"{prefix}_bn")(x)
         x = keras.layers.ReLU(name=f"{prefix}_relu")(x)
@@ -80,8 +90,9 @@ def build_deepsense(features: FeatureConfig, n_outputs: int, task: str = "activi
     x = keras.layers.Reshape((n_intervals, n_sensors * n_positions * n_channels),
                              name="flatten_intervals")(x)
 
-    for layer_index, units in enumerate(config.gru_units, start=1):
-        x = keras.layers.GRU(units, return_sequences=True, unroll=unroll, name=f"gru{layer_index}",
+    for layer_index in range(1, len(config.gru_units) + 1):
+        x = keras.layers.GRU(units[f"gru{layer_index}"], return_sequences=True, unroll=unroll,
+                             name=f"gru{layer_index}",
                              kernel_regularizer=regularizer,
                              recurrent_regularizer=regularizer)(x, mask=interval_mask)
         x = keras.layers.Dropout(config.gru_dropout, name=f"gru{layer_index}_dropout")(x)
@@ -90,6 +101,34 @@ def build_deepsense(features: FeatureConfig, n_outputs: int, task: str = "activi
     if task != "regression":
         x = keras.layers.Softmax(name="probabilities")(x)
     return keras.Model(inputs, x, name=name)
+
+
+def layer_widths(features: FeatureConfig, config: ModelConfig,
+                 widths: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Units of every hidden layer by name: `config`'s sizes, overridden by `widths`.
+
+    Raises:
+        ValueError: an unknown layer name, a width below 1, or last per-sensor convs of
+            different widths.
+    """
+    n_convs = 1 + len(config.sensor_kernel_sizes)
+    units = {f"{sensor}_conv{i}": config.conv_filters
+             for sensor in features.sensors for i in range(1, n_convs + 1)}
+    units.update({f"merge_conv{i}": config.merge_filters
+                  for i in range(1, len(config.merge_kernel_sizes) + 1)})
+    units.update({f"gru{i}": n for i, n in enumerate(config.gru_units, start=1)})
+    for name, width in (widths or {}).items():
+        if name not in units:
+            raise ValueError(f"widths: unknown layer {name!r}; expected names from {sorted(units)}")
+        if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
+            raise ValueError(f"widths expected positive integers. Received: {name}={width!r}")
+        units[name] = int(width)
+    last = {f"{sensor}_conv{n_convs}": units[f"{sensor}_conv{n_convs}"]
+            for sensor in features.sensors}
+    if len(set(last.values())) > 1:
+        raise ValueError("widths: the last per-sensor convs are stacked, so they need equal "
+                         f"widths. Received: {last}")
+    return units
 
 
 def count_parameters(model: keras.Model) -> dict[str, int]:

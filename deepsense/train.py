@@ -13,6 +13,7 @@ A run directory holds::
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -36,6 +37,10 @@ import tensorflow as tf  # noqa: E402
 from deepsense.model import build_deepsense, count_parameters  # noqa: E402
 
 RUN_SCHEMA_VERSION = 1
+
+#: Packages whose modules run.json may name in ``custom_object_modules`` (imported by
+#: `load_run` so that their registered layers and losses deserialize).
+CUSTOM_OBJECT_PACKAGES = ("deepsense", "rdeepsense", "deepiot")
 
 
 @dataclass
@@ -132,6 +137,9 @@ def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
                 f"{sorted(class_names[i] for i in unseen)} (for UserID use a time split, "
                 "e.g. --split time:0.3)")
     n_outputs = 1 if t.task == "regression" else len(class_names)
+    if t.head != "softmax" and build_model is build_compiled_deepsense:
+        raise ConfigError(f"train.head={t.head!r} needs its own model builder: use "
+                          "rdeepsense.train.fit_rdeepsense or `deepsense train --head rdeepsense`")
 
     model = build_model(ds, config, n_outputs)
     train_data = make_tf_dataset(ds.x[fit_rows], _targets(ds, fit_rows, t.task), t.batch_size,
@@ -164,6 +172,9 @@ def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
     info = {
         "schema_version": RUN_SCHEMA_VERSION,
         "kind": kind,
+        "head": t.head,
+        "outputs": ({"layout": "values", "width": n_outputs} if t.task == "regression"
+                    else {"layout": "probabilities", "width": n_outputs}),
         "task": t.task,
         "class_names": class_names,
         "features": ds.features.to_dict(),
@@ -185,12 +196,22 @@ def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
 
 
 def load_run(run_dir: str | Path) -> tuple[keras.Model, dict]:
-    """Load a run directory's best model and its run.json."""
+    """Load a run directory's best model and its run.json.
+
+    First imports the modules listed in run.json ``custom_object_modules`` (e.g.
+    ``rdeepsense.heads``), whose ``register_keras_serializable`` decorators let the model's
+    custom layers and losses load; only modules of `CUSTOM_OBJECT_PACKAGES` are accepted.
+    """
     run = Path(run_dir)
     for required in ("model.keras", "run.json"):
         if not (run / required).exists():
             raise FileNotFoundError(f"{run}: not a run directory ({required} is missing); "
                                     "make one with `deepsense train`")
     info = json.loads((run / "run.json").read_text())
+    for module in info.get("custom_object_modules", []):
+        if str(module).split(".")[0] not in CUSTOM_OBJECT_PACKAGES:
+            raise ValueError(f"{run / 'run.json'}: custom_object_modules expected modules of "
+                             f"{CUSTOM_OBJECT_PACKAGES}. Received: {module!r}")
+        importlib.import_module(module)
     model = keras.saving.load_model(run / "model.keras")
     return model, info

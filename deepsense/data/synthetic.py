@@ -32,6 +32,11 @@ Seeding: every random draw comes from a generator keyed by ``(seed, kind, names.
 a stable hash, so adding a user, a device or an activity leaves the other recordings
 bit-identical, and the same spec always gives the same output.
 
+Knobs: the `SyntheticSpec` fields; `DEVICE_MODELS` (add a model with
+``DEVICE_MODELS["mydev"] = DeviceModel(...)``, then use device "mydev_1"). How hard the tasks
+are is set by the spread of the user traits (`_user_traits`, `_mount`) against the distance
+between the activity templates (`_GAITS`, `_POSTURES`).
+
 ```python
 from deepsense.data.synthetic import SyntheticSpec, make_recordings
 recordings = make_recordings(SyntheticSpec(n_users=3, devices=("nexus4_1", "gear_1"),
@@ -56,6 +61,7 @@ TARGET_NAME = "speed_m_s"
 
 _GRAVITY_M_S2 = 9.81
 _SENSORS = ("acc", "gyro")
+_BLOCK = 1 << 15          # samples per block of signal computation
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,9 @@ class DeviceModel:
     placement: str
 
 
-#: HHAR's device families (rates as measured by Stisen et al.); phones sit in a trouser pocket.
+#: HHAR's device families with their nominal rates (Stisen et al.); the s3's gyro runs faster
+#: than its accelerometer so that acc/gyro alignment is exercised. Phones sit in a trouser
+#: pocket, watches on the wrist.
 DEVICE_MODELS: dict[str, DeviceModel] = {
     "nexus4": DeviceModel(200.0, 200.0, 0.06, 0.03, 0.004, 0.002, "pocket"),
     "s3": DeviceModel(150.0, 200.0, 0.10, 0.04, 0.005, 0.004, "pocket"),
@@ -120,9 +128,10 @@ class SyntheticSpec:
         object.__setattr__(self, "activities", tuple(self.activities))
         for name in ("n_users", "n_gaps", "seed"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < (1 if name == "n_users" else 0):
+            if not isinstance(value, (int, np.integer)) or value < (name == "n_users"):
                 bound = "a positive" if name == "n_users" else "a non-negative"
                 raise ValueError(f"{name} expected {bound} integer. Received: {name}={value!r}")
+            object.__setattr__(self, name, int(value))
         if not self.devices or len(set(self.devices)) != len(self.devices):
             raise ValueError(f"devices expected distinct ids. Received: devices={self.devices}")
         for device in self.devices:
@@ -190,15 +199,15 @@ def make_recording(spec: SyntheticSpec, user: str, device: str, activity: str) -
         first_s = instance[f"{sensor}_offset_s"] + clock_rng.uniform(0.0, 1.0 / rate_hz)
         tau_s = _sample_times(clock_rng, first_s, duration_s, rate_hz,
                               model.jitter * instance["jitter_scale"], model.drop_prob, gaps)
-        if sensor == "acc":
-            vibration = None
-            if session.vibration_m_s2 > 0:
-                vibration = _band_noise(clock_rng, tau_s.shape[0], rate_hz, (6.0, 22.0), np.array(
-                    [0.5, 0.5, 1.0]) * (session.vibration_m_s2 * limb.vib_gain))
-            body = _segment_signals(tau_s, session, limb, sensor, vibration)
-            noise = model.acc_noise_m_s2
-        else:
-            body, noise = _segment_signals(tau_s, session, limb, sensor), model.gyro_noise_rad_s
+        vibration = None
+        if sensor == "acc" and session.vibration_m_s2 > 0:
+            rms_m_s2 = np.array([0.5, 0.5, 1.0]) * (session.vibration_m_s2 * limb.vib_gain)
+            vibration = _band_noise(clock_rng, tau_s.shape[0], rate_hz, (6.0, 22.0), rms_m_s2)
+        body = np.concatenate([   # in blocks that stay in cache: 3x faster on long recordings
+            _segment_signals(tau_s[i:i + _BLOCK], session, limb, sensor,
+                             None if vibration is None else vibration[i:i + _BLOCK])
+            for i in range(0, max(tau_s.shape[0], 1), _BLOCK)])
+        noise = model.acc_noise_m_s2 if sensor == "acc" else model.gyro_noise_rad_s
         values = (body @ mount) * instance[f"{sensor}_scale"] + instance[f"{sensor}_bias"]
         values += clock_rng.standard_normal(values.shape) * (noise * instance["noise_scale"])
         streams[sensor] = SensorStream(start_s + tau_s, values)
@@ -233,21 +242,23 @@ def _user_traits(seed: int, user: str) -> dict[str, np.ndarray | float]:
     return {
         "cadence_hz": rng.uniform(1.65, 2.0),          # walking steps per second
         "step_m": rng.uniform(0.62, 0.80),              # walking step length
-        "impact": rng.lognormal(0.0, 0.15),             # impact strength multiplier
-        "sharpness": rng.lognormal(0.0, 0.2),           # heel-strike sharpness multiplier
+        "impact": rng.lognormal(0.0, 0.25),             # impact strength multiplier
+        "sharpness": rng.lognormal(0.0, 0.3),           # heel-strike sharpness multiplier
         "asym": rng.uniform(0.05, 0.35),                # left/right step asymmetry
         "asym_phase": rng.uniform(0.0, 2 * np.pi),
         "harm_ratio": rng.uniform(0.05, 0.3, size=3),   # extra step harmonics 1..3
         "harm_phase": rng.uniform(0.0, 2 * np.pi, size=3),
         "fwd_phase": rng.uniform(-0.6, 0.6),            # forward surge vs vertical impact
         "lat_phase": rng.uniform(-0.6, 0.6),
-        "swing": rng.lognormal(0.0, 0.15),              # segment swing multiplier
+        "swing": rng.lognormal(0.0, 0.2),               # segment swing multiplier
         "swing_h2": rng.uniform(0.0, 0.25),             # second harmonic of the swing
         "swing_h2_phase": rng.uniform(0.0, 2 * np.pi),
-        "pitch_offset_rad": np.deg2rad(rng.normal(0.0, 5.0, size=(2, len(ACTIVITIES)))),
-        "sway": rng.lognormal(0.0, 0.25),               # postural sway multiplier
-        "up_ratio": rng.uniform(0.74, 0.86),            # stairs-up cadence / walking cadence
-        "down_ratio": rng.uniform(1.04, 1.16),          # stairs-down cadence / walking cadence
+        # Posture per (placement, activity): how this user sits, stands, leans, crosses legs.
+        "pitch_offset_rad": np.deg2rad(rng.normal(0.0, 7.0, size=(2, len(ACTIVITIES)))),
+        "roll_offset_rad": np.deg2rad(rng.normal(0.0, 6.0, size=(2, len(ACTIVITIES)))),
+        "sway": rng.lognormal(0.0, 0.4),                # postural sway multiplier
+        "up_ratio": rng.uniform(0.72, 0.84),            # stairs-up cadence / walking cadence
+        "down_ratio": rng.uniform(1.06, 1.18),          # stairs-down cadence / walking cadence
         "pedal_hz": rng.uniform(0.9, 1.4),              # pedal revolutions per second
         "development_m": rng.uniform(3.8, 5.2),         # metres per pedal revolution (gear)
         "tremor_hz": rng.uniform(8.0, 11.0),
@@ -275,7 +286,7 @@ _BASE_MOUNTS = {
 def _mount(seed: int, user: str, device: str, placement: str) -> np.ndarray:
     """(3, 3) device axes in segment coordinates: how this user wears this device."""
     rng = _rng(seed, "mount", user, device)
-    tilt = _rotation(np.deg2rad(rng.normal(0.0, 10.0, size=3)))
+    tilt = _rotation(np.deg2rad(rng.normal(0.0, 12.0, size=3)))
     flip = rng.random() < 0.5 and placement == "pocket"       # screen facing the leg
     turn = _rotation(np.array([0.0, np.pi, 0.0])) if flip else np.eye(3)
     return tilt @ _BASE_MOUNTS[placement] @ turn
@@ -322,18 +333,22 @@ _GAITS = {
     "stairsdown": _Gait(True, False, 3.4, 0.67, 6.0, 0.45, 0.4),
 }
 
+#: Typical walking step length in metres.
+_WALK_STEP_M = 0.71
+
 #: Stairs: metres along the flight per step (0.29 m tread, 0.17 m riser).
 _STAIR_STEP_M = float(np.hypot(0.29, 0.17))
 
 #: (placement, activity) -> segment pitch (deg), swing (deg), roll swing (deg), yaw swing
-#: (deg), sway (deg), impact gain, vibration gain. Pitch 0: thigh or forearm vertical.
+#: (deg), sway (deg), impact gain, vibration gain. Pitch 0: thigh or forearm vertical. Thigh
+#: flexion follows gait studies: about -10..30 deg walking, 0..60 stairs up, 0..30 down.
 _POSTURES = {
     ("pocket", "bike"): (50.0, 22.0, 3.0, 2.0, 0.5, 0.0, 1.0),
     ("pocket", "sit"): (85.0, 0.0, 0.0, 0.0, 0.4, 0.0, 0.0),
     ("pocket", "stand"): (0.0, 0.0, 0.0, 0.0, 1.2, 0.0, 0.0),
     ("pocket", "walk"): (8.0, 22.0, 5.0, 6.0, 1.0, 1.0, 0.0),
-    ("pocket", "stairsup"): (25.0, 30.0, 5.0, 4.0, 1.0, 0.9, 0.0),
-    ("pocket", "stairsdown"): (4.0, 15.0, 5.0, 6.0, 1.0, 1.1, 0.0),
+    ("pocket", "stairsup"): (30.0, 32.0, 5.0, 4.0, 1.0, 0.9, 0.0),
+    ("pocket", "stairsdown"): (15.0, 14.0, 5.0, 6.0, 1.0, 1.1, 0.0),
     ("wrist", "bike"): (70.0, 3.0, 2.0, 2.0, 1.0, 0.0, 1.6),
     ("wrist", "sit"): (65.0, 0.0, 0.0, 0.0, 0.8, 0.0, 0.0),
     ("wrist", "stand"): (5.0, 0.0, 0.0, 0.0, 1.5, 0.0, 0.0),
@@ -353,6 +368,7 @@ class _Session:
     gait: _Gait
     speed_m_s: float
     cycle_hz: float          # step frequency (walk, stairs) or pedal frequency (bike)
+    stride_scale: float      # step length / typical step length: scales the leg and arm swing
     phase0: float
     fm_hz: np.ndarray        # (k,) slow cadence modulation: frequencies,
     fm_cycles: np.ndarray    # (k, 1) amplitudes in cycles of the step phase,
@@ -368,6 +384,7 @@ class _Limb:
     """How the device's body segment moves in one session."""
 
     pitch0_rad: float
+    roll0_rad: float
     swing_rad: float
     roll_rad: float
     yaw_rad: float
@@ -387,8 +404,10 @@ def _make_session(seed: int, user: str, activity: str, traits: dict) -> _Session
     gait = _GAITS[activity]
     pace = rng.uniform(0.92, 1.08, size=2)             # cadence and stride of this session
     cadence_hz = traits["cadence_hz"] * pace[0]
+    stride_scale = 1.0
     if activity == "walk":
-        cycle_hz, speed = cadence_hz, cadence_hz * traits["step_m"] * pace[1]
+        step_m = traits["step_m"] * pace[1]
+        cycle_hz, speed, stride_scale = cadence_hz, cadence_hz * step_m, step_m / _WALK_STEP_M
     elif activity in ("stairsup", "stairsdown"):
         cycle_hz = cadence_hz * traits["up_ratio" if activity == "stairsup" else "down_ratio"]
         speed = cycle_hz * _STAIR_STEP_M
@@ -401,7 +420,7 @@ def _make_session(seed: int, user: str, activity: str, traits: dict) -> _Session
     fm_rel = rng.uniform(0.0, 0.012, size=3)           # relative cadence deviation
     relative_speed = speed / gait.ref_speed_m_s
     return _Session(
-        gait=gait, speed_m_s=float(speed), cycle_hz=float(cycle_hz),
+        gait=gait, speed_m_s=float(speed), cycle_hz=float(cycle_hz), stride_scale=stride_scale,
         phase0=rng.uniform(0.0, 2 * np.pi), fm_hz=fm_hz,
         fm_cycles=(cycle_hz * fm_rel / fm_hz)[:, None],
         fm_phase=rng.uniform(0.0, 2 * np.pi, size=(3, 1)),
@@ -415,18 +434,18 @@ def _make_limb(seed: int, user: str, activity: str, placement: str, traits: dict
     pitch_deg, swing_deg, roll_deg, yaw_deg, sway_deg, impact_gain, vib_gain = _POSTURES[
         (placement, activity)]
     pitch, swing, roll, yaw, sway = np.deg2rad([pitch_deg, swing_deg, roll_deg, yaw_deg, sway_deg])
-    offset = traits["pitch_offset_rad"][0 if placement == "pocket" else 1,
-                                        ACTIVITIES.index(activity)]
+    posture = (0 if placement == "pocket" else 1, ACTIVITIES.index(activity))
     sway_hz = rng.uniform(0.08, 0.6, size=4)
     sway_rad = rng.rayleigh(1.0, size=(4, 3))
     sway_rad *= sway * traits["sway"] / np.sqrt(0.5 * np.sum(sway_rad ** 2, axis=0))
     return _Limb(
-        pitch0_rad=pitch + offset, swing_rad=swing * traits["swing"],
+        pitch0_rad=pitch + traits["pitch_offset_rad"][posture],
+        roll0_rad=traits["roll_offset_rad"][posture], swing_rad=swing * traits["swing"],
         roll_rad=roll * traits["swing"], yaw_rad=yaw * traits["swing"],
         impact_gain=impact_gain, vib_gain=vib_gain, radius_m=_RADII_M[placement],
         sway_hz=sway_hz, sway_rad=sway_rad, sway_phase=rng.uniform(0.0, 2 * np.pi, size=(4, 3)),
         tremor_hz=traits["tremor_hz"],
-        tremor_rad=traits["tremor_rad"] * (1.0 if placement == "wrist" else 0.3),
+        tremor_rad=traits["tremor_rad"] * (1.0 if placement == "wrist" else 0.5),
         tremor_phase=rng.uniform(0.0, 2 * np.pi))
 
 
@@ -451,27 +470,29 @@ def _slow_sines(t_s: np.ndarray, freq_hz: np.ndarray, amp: np.ndarray,
     Returns:
         value, derivative: (n, m).
     """
-    grid = np.arange(int(t_s[-1] / _SLOW_GRID_S) + 2) * _SLOW_GRID_S if t_s.size else np.zeros(1)
-    arg = 2 * np.pi * grid[:, None] * freq_hz[None, :] + 0.0            # (g, k)
+    if t_s.size == 0:
+        return np.zeros((0, amp.shape[1])), np.zeros((0, amp.shape[1]))
+    grid = np.arange(int(t_s[0] / _SLOW_GRID_S), int(t_s[-1] / _SLOW_GRID_S) + 2) * _SLOW_GRID_S
+    arg = 2 * np.pi * grid[:, None] * freq_hz[None, :]                  # (g, k)
     sin_arg, cos_arg = np.sin(arg), np.cos(arg)
     cos_p, sin_p = np.cos(phase), np.sin(phase)
     value = sin_arg @ (amp * cos_p) + cos_arg @ (amp * sin_p)            # sin(arg + phase)
     rate = (2 * np.pi * freq_hz)[:, None] * amp
     derivative = cos_arg @ (rate * cos_p) - sin_arg @ (rate * sin_p)
-    columns = [np.interp(t_s, grid, table[:, j])
-               for table in (value, derivative) for j in range(amp.shape[1])]
-    m = amp.shape[1]
-    return np.stack(columns[:m], axis=1), np.stack(columns[m:], axis=1)
+    return tuple(np.stack([np.interp(t_s, grid, column) for column in table.T], axis=1)
+                 for table in (value, derivative))
 
 
 def _band_noise(rng: np.random.Generator, n: int, rate_hz: float, band_hz: tuple[float, float],
-                weights: np.ndarray) -> np.ndarray:
-    """(n, m) noise in a frequency band (for samples at about `rate_hz`), RMS `weights` (m,)."""
-    spectrum = np.fft.rfft(rng.standard_normal((n, weights.shape[0])), axis=0)
+                rms: np.ndarray) -> np.ndarray:
+    """(n, m) noise in a frequency band (for samples at about `rate_hz`), with RMS `rms` (m,)."""
+    if n < 2:
+        return np.zeros((n, rms.shape[0]))
+    spectrum = np.fft.rfft(rng.standard_normal((n, rms.shape[0])), axis=0)
     freq_hz = np.fft.rfftfreq(n, 1.0 / rate_hz)
     spectrum[(freq_hz < band_hz[0]) | (freq_hz > band_hz[1])] = 0.0
     noise = np.fft.irfft(spectrum, n, axis=0)
-    return noise * (weights / np.maximum(noise.std(axis=0), 1e-12))
+    return noise * (rms / np.maximum(noise.std(axis=0), 1e-12))
 
 
 def _shifted(sin_x: np.ndarray, cos_x: np.ndarray, shift: float) -> tuple[np.ndarray, np.ndarray]:
@@ -505,7 +526,7 @@ def _segment_signals(tau_s: np.ndarray, session: _Session, limb: _Limb, sensor: 
     tremor_arg = 2 * np.pi * limb.tremor_hz * tau_s + limb.tremor_phase
     pitch = limb.pitch0_rad + sway[:, 0] + limb.tremor_rad * np.sin(tremor_arg)
     pitch_rate = sway_rate[:, 0] + 2 * np.pi * limb.tremor_hz * limb.tremor_rad * np.cos(tremor_arg)
-    roll, roll_rate, yaw_rate = sway[:, 1], sway_rate[:, 1], sway_rate[:, 2]
+    roll, roll_rate, yaw_rate = limb.roll0_rad + sway[:, 1], sway_rate[:, 1], sway_rate[:, 2]
     pitch_acc = np.zeros(n)
     body = np.zeros((n, 3))                                   # heading frame: lateral, forward, up
     body[:, 2] = _GRAVITY_M_S2
@@ -516,18 +537,21 @@ def _segment_signals(tau_s: np.ndarray, session: _Session, limb: _Limb, sensor: 
         phase = session.phase0 + 2 * np.pi * (session.cycle_hz * tau_s + drift[:, 0])
         phase_rate = 2 * np.pi * (session.cycle_hz + drift_rate[:, 0])
         # The segment swings once per pedal revolution, or once per stride (two steps).
-        swing_phase, swing_rate = (phase, phase_rate) if gait.pedalling else (phase / 2, phase_rate / 2)
+        swing_phase, swing_rate = phase, phase_rate
+        if not gait.pedalling:
+            swing_phase, swing_rate = phase / 2, phase_rate / 2
         sin1, cos1 = np.sin(swing_phase), np.cos(swing_phase)
         sin2, cos2 = 2 * sin1 * cos1, 2 * cos1 ** 2 - 1       # of 2 * swing_phase
-        h2 = traits["swing_h2"]
+        h2, swing_rad = traits["swing_h2"], limb.swing_rad * session.stride_scale
         sin2q, cos2q = _shifted(sin2, cos2, traits["swing_h2_phase"])
-        pitch = pitch + limb.swing_rad * (sin1 + h2 * sin2q)
-        pitch_rate = pitch_rate + limb.swing_rad * (cos1 + 2 * h2 * cos2q) * swing_rate
-        pitch_acc = -limb.swing_rad * (sin1 + 4 * h2 * sin2q) * swing_rate ** 2
+        pitch = pitch + swing_rad * (sin1 + h2 * sin2q)
+        pitch_rate = pitch_rate + swing_rad * (cos1 + 2 * h2 * cos2q) * swing_rate
+        pitch_acc = -swing_rad * (sin1 + 4 * h2 * sin2q) * swing_rate ** 2
         sin_lat, cos_lat = _shifted(sin1, cos1, traits["lat_phase"])
         roll = roll + limb.roll_rad * sin_lat
         roll_rate = roll_rate + limb.roll_rad * cos_lat * swing_rate
-        yaw_rate = yaw_rate + limb.yaw_rad * _shifted(sin1, cos1, traits["fwd_phase"])[1] * swing_rate
+        cos_yaw = _shifted(sin1, cos1, traits["fwd_phase"])[1]
+        yaw_rate = yaw_rate + limb.yaw_rad * cos_yaw * swing_rate
         if sensor == "acc" and not gait.pedalling:
             impact = session.impact_m_s2 * limb.impact_gain
             sin_step, cos_step = sin2, cos2                   # step phase = 2 * stride phase
@@ -567,7 +591,7 @@ def _gaps(rng: np.random.Generator, duration_s: float, n_gaps: int,
 
 def _sample_times(rng: np.random.Generator, first_s: float, duration_s: float, rate_hz: float,
                   jitter: float, drop_prob: float, gaps: np.ndarray) -> np.ndarray:
-    """(n,) strictly increasing sample times in [first_s, duration_s), jittered, with drops and gaps."""
+    """(n,) strictly increasing sample times in [first_s, duration_s): jitter, drops, gaps."""
     period_s = 1.0 / rate_hz
     n = int(np.ceil((duration_s - first_s) * rate_hz * 1.2)) + 64
     steps = period_s * np.maximum(1.0 + jitter * rng.standard_normal(n), 0.2)

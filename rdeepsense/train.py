@@ -1,0 +1,77 @@
+"""Training with the RDeepSense head: the `fit` model builder and the output layout.
+
+```python
+from rdeepsense.train import fit_rdeepsense
+result = fit_rdeepsense(dataset, load_config(None, ['train.head="rdeepsense"']), "runs/r")
+```
+
+run.json gets ``head: "rdeepsense"``, ``head_dropout``, ``outputs`` (`output_layout`), so
+evaluation and export know what the output columns mean, and ``custom_object_modules``, so
+`deepsense.train.load_run` can load the model in a fresh process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from deepsense.config import RunConfig
+from deepsense.data.prepared import PreparedDataset
+from deepsense.errors import ConfigError
+from deepsense.model import build_deepsense
+from deepsense.train import TrainResult, fit
+from rdeepsense.heads import HEAD_DROPOUT, add_uncertainty_head
+from rdeepsense.losses import (ClassificationScoringLoss, GaussianScoringLoss,
+                               gaussian_mean_absolute_error)
+
+#: Modules that register the head's layers and losses; `deepsense.train.load_run` imports them.
+CUSTOM_OBJECT_MODULES = ["rdeepsense.heads", "rdeepsense.losses"]
+
+
+def output_layout(task: str, n_outputs: int) -> dict:
+    """What the rdeepsense model's output columns mean (stored in run.json as ``outputs``).
+
+    Classification: ``{"layout": "probabilities", "width": C}``; regression:
+    ``{"layout": "gaussian_mean_variance", "width": 2k, "mean": [0, k], "variance": [k, 2k]}``
+    (column ranges, end exclusive; variance in target units squared).
+    """
+    if task == "regression":
+        return {"layout": "gaussian_mean_variance", "width": 2 * n_outputs,
+                "mean": [0, n_outputs], "variance": [n_outputs, 2 * n_outputs]}
+    return {"layout": "probabilities", "width": n_outputs}
+
+
+def build_compiled_rdeepsense(ds: PreparedDataset, config: RunConfig,
+                              n_outputs: int) -> keras.Model:
+    """A `deepsense.train.ModelBuilder`: DeepSense body + uncertainty head + scoring-rule loss."""
+    t = config.train
+    base = build_deepsense(ds.features, n_outputs, t.task, config.model)
+    model = add_uncertainty_head(base, t.task, n_outputs, dropout=HEAD_DROPOUT,
+                                 weight_decay=config.model.weight_decay)
+    optimizer = keras.optimizers.Adam(t.learning_rate, beta_1=t.beta_1, beta_2=t.beta_2)
+    if t.task == "regression":
+        model.compile(optimizer, loss=GaussianScoringLoss(t.scoring_weight),
+                      metrics=[keras.metrics.MeanMetricWrapper(gaussian_mean_absolute_error,
+                                                               name="mae")])
+    else:
+        model.compile(optimizer, loss=ClassificationScoringLoss(t.scoring_weight),
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    return model
+
+
+def fit_rdeepsense(ds: PreparedDataset, config: RunConfig, run_dir: str | Path,
+                   **kwargs) -> TrainResult:
+    """`deepsense.train.fit` with the RDeepSense head; `config.train.head` must be "rdeepsense".
+
+    Keyword arguments (data_path, verbose) are passed on to `fit`.
+    """
+    if config.train.head != "rdeepsense":
+        raise ConfigError(f"fit_rdeepsense expected train.head='rdeepsense'. "
+                          f"Received: {config.train.head!r}")
+    task = config.train.task
+    n_outputs = 1 if task == "regression" else len(ds.class_names(task))
+    extra = {"outputs": output_layout(task, n_outputs), "head_dropout": HEAD_DROPOUT,
+             "custom_object_modules": CUSTOM_OBJECT_MODULES}
+    return fit(ds, config, run_dir, build_model=build_compiled_rdeepsense, kind="rdeepsense",
+               extra_info=extra, **kwargs)
