@@ -1,0 +1,205 @@
+"""`deepsense compress`: a trained run directory in, a compressed run directory out.
+
+The output is an ordinary run directory (so `evaluate` and `export` take it) whose
+``model.keras`` is the thinned DeepSense, plus::
+
+    compression_report.json   units kept per layer, size, FLOPs, accuracy and calibration
+                              of the original and the compressed model, the compression path
+    compression_history.csv   one row per threshold step
+    tradeoff.png              accuracy against the parameters left
+
+run.json carries the same fields as `train` writes, with ``kind: "deepiot"`` and a
+``compression`` entry; its ``widths`` rebuild the architecture:
+``build_deepsense(features, n_outputs, task, config.model, widths=compression["widths"])``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from deepiot.compress import CompressSettings, compress
+from deepiot.finetune import FineTuneSettings, fine_tune
+from deepiot.masks import kept_widths
+from deepiot.report import compression_report, plot_tradeoff, summarize_model
+from deepiot.schedule import CompressionSchedule, ThresholdSchedule
+from deepiot.structure import NotPrunableError, read_structure
+from deepiot.thin import thin_model
+from deepsense.config import RunConfig, config_to_dict, config_to_toml, load_config
+from deepsense.data.prepared import PreparedDataset, load_prepared
+from deepsense.data.splits import split_indices, validation_split
+from deepsense.errors import ConfigError, DataFormatError
+from deepsense.evaluate import check_compatible
+from deepsense.model import count_parameters
+from deepsense.train import RUN_SCHEMA_VERSION, compile_model, labelled_rows, load_run
+
+#: Run kinds whose model is a plain DeepSense classifier that can be compressed.
+COMPRESSIBLE_KINDS = ("deepsense", "deepiot")
+
+
+@dataclass
+class SplitArrays:
+    """Windows (n, T, F) float32 and classes (n,) of the three sides of a run's split."""
+
+    x: np.ndarray
+    y: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def split_arrays(ds: PreparedDataset, config: RunConfig) -> SplitArrays:
+    """The training, validation and test windows exactly as `train` split them."""
+    t = config.train
+    train_rows, test_rows = split_indices(ds, t.split, seed=t.seed, use_augmented=t.augment)
+    fit_rows, val_rows = validation_split(ds, train_rows, t.validation_fraction, seed=t.seed)
+    labels = ds.labels(t.task)
+    rows = [labelled_rows(ds, r, t.task) for r in (fit_rows, val_rows, test_rows)]
+    return SplitArrays(*(a for r in rows for a in (ds.x[r], labels[r].astype(np.int32))))
+
+
+def format_progress(record: dict) -> str:
+    """One line per threshold step."""
+    return (f"  iteration {record['iteration']:>5}  tau {record['threshold']:.3f}  "
+            f"parameters {100 * record['parameter_fraction']:6.2f}%  "
+            f"units {record['kept_units']:>4}  validation accuracy "
+            f"{record['validation_accuracy']:.4f}  ({record['seconds']:.0f} s)")
+
+
+def _load(model_dir: Path, data_dir: str | Path | None):
+    model, info = load_run(model_dir)
+    if info.get("kind") not in COMPRESSIBLE_KINDS or info.get("head", "softmax") != "softmax":
+        raise NotPrunableError(
+            f"compress takes DeepSense runs with a softmax head (kind {COMPRESSIBLE_KINDS}); "
+            f"{model_dir} is kind {info.get('kind')!r}, head {info.get('head')!r} "
+            "(uncertainty heads are not compressible yet)")
+    if info["task"] == "regression":
+        raise ConfigError("compress supports classification runs (activity, user); "
+                          f"{model_dir} is a regression run")
+    data_dir = data_dir or info.get("data_path")
+    if data_dir is None:
+        raise DataFormatError("no --data given and the run does not record its data path")
+    ds = load_prepared(data_dir)
+    check_compatible(info, ds)
+    config = load_config(model_dir / "config.resolved.toml")
+    return model, info, ds, config, Path(data_dir)
+
+
+def _write_history(history: list[dict], path: Path) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def compress_run(model_dir: str | Path, out_dir: str | Path, *, data_dir: str | Path | None = None,
+                 settings: CompressSettings = CompressSettings(),
+                 schedule: CompressionSchedule = ThresholdSchedule(step_interval=12),
+                 fine_tuning: FineTuneSettings = FineTuneSettings(distill_weight=0.5),
+                 progress: Callable[[dict], None] | None = None, verbose: int = 0) -> dict:
+    """Compress a run's model, fine-tune the thinned model and write a run directory.
+
+    Args:
+        model_dir: a `train` run of a DeepSense classifier.
+        out_dir: the new run directory.
+        data_dir: its prepared data (default: the run's); the run's split is reused.
+        settings, schedule: the compression phase (`deepiot.compress`).
+        fine_tuning: the fine-tuning phase (`deepiot.finetune`); distillation from the
+            original model when ``distill_weight > 0``.
+        progress: called with each threshold step's record.
+        verbose: Keras verbosity while fine-tuning.
+
+    Returns:
+        The compression report (also written as compression_report.json).
+    """
+    model_dir, out = Path(model_dir), Path(out_dir)
+    model, info, ds, config, data_dir = _load(model_dir, data_dir)
+    task = config.train.task
+    arrays = split_arrays(ds, config)
+    structure = read_structure(model)
+    original_probs = model.predict(arrays.x_test, verbose=0, batch_size=256)
+
+    result = compress(model, arrays.x, arrays.y, arrays.x_val, arrays.y_val,
+                      schedule=schedule, settings=settings, progress=progress)
+    thinned = thin_model(result.critic, result.masks, features=ds.features,
+                         config=config.model, task=task)
+    before_probs = thinned.predict(arrays.x_test, verbose=0, batch_size=256)
+    teacher = None
+    if fine_tuning.distill_weight > 0:
+        teacher = (model.predict(arrays.x, verbose=0, batch_size=256),
+                   model.predict(arrays.x_val, verbose=0, batch_size=256))
+    started = time.perf_counter()
+    history = fine_tune(thinned, arrays.x, arrays.y, arrays.x_val, arrays.y_val, fine_tuning,
+                        teacher=teacher, verbose=verbose)
+    fine_tune_seconds = time.perf_counter() - started
+    compile_model(thinned, config)  # saved like a `train` run, loadable without custom code
+    probs = thinned.predict(arrays.x_test, verbose=0, batch_size=256)
+
+    widths = kept_widths(result.masks)
+    report = compression_report(
+        structure, result.masks,
+        {"original": summarize_model(structure, None, arrays.y_test, original_probs),
+         "compressed, before fine-tuning": summarize_model(structure, widths, arrays.y_test,
+                                                            before_probs),
+         "compressed": summarize_model(structure, widths, arrays.y_test, probs)},
+        source_run=str(model_dir.resolve()), stop_reason=result.stop_reason,
+        threshold=round(result.threshold, 4), iterations=result.iterations,
+        compress_seconds=round(result.seconds, 1),
+        fine_tune_seconds=round(fine_tune_seconds, 1), fine_tune_epochs=len(history["loss"]),
+        schedule=schedule.get_config(), settings=asdict(settings),
+        fine_tuning=asdict(fine_tuning), history=result.history)
+
+    out.mkdir(parents=True, exist_ok=True)
+    thinned.save(out / "model.keras")
+    (out / "config.resolved.toml").write_text(config_to_toml(config))
+    (out / "compression_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    _write_history(result.history, out / "compression_history.csv")
+    fraction = report["relative_to_original"]["compressed"]["parameters"]
+    plot_tradeoff({"compression path (validation, before fine-tuning)":
+                   [(r["parameter_fraction"], r["validation_accuracy"]) for r in result.history],
+                   "original (test)": [(1.0, report["models"]["original"]["accuracy"])],
+                   "DeepIoT, fine-tuned (test)": [(fraction,
+                                                   report["models"]["compressed"]["accuracy"])]},
+                  out / "tradeoff.png", title=f"DeepIoT: {task}, split {config.train.split}")
+    seconds = result.seconds + fine_tune_seconds
+    windows = result.iterations * settings.batch_size + len(history["loss"]) * len(arrays.x)
+    run_info = {
+        "schema_version": RUN_SCHEMA_VERSION,
+        "kind": "deepiot",
+        "head": info.get("head", "softmax"),
+        "outputs": info.get("outputs", {"layout": "probabilities",
+                                        "width": len(info["class_names"])}),
+        "task": task,
+        "class_names": info["class_names"],
+        "features": ds.features.to_dict(),
+        "data_path": str(data_dir.resolve()),
+        "split": config.train.split,
+        "n_train_windows": int(len(arrays.x)),
+        "n_validation_windows": int(len(arrays.x_val)),
+        "n_test_windows": int(len(arrays.x_test)),
+        "parameters": count_parameters(thinned),
+        "epochs_run": len(history["loss"]),
+        "train_seconds": round(seconds, 2),
+        "train_windows_per_s": round(windows / max(seconds, 1e-9), 1),
+        "config": config_to_dict(config),
+        "compression": {
+            "source_run": str(model_dir.resolve()),
+            "source_parameters": info["parameters"],
+            "parameter_fraction": fraction,
+            "target_params": settings.target_params,
+            "min_accuracy": settings.min_accuracy,
+            "stop_reason": result.stop_reason,
+            "widths": structure.layer_widths(widths),
+            "units": report["units"],
+            "report": "compression_report.json",
+        },
+    }
+    (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
+    return report

@@ -1,0 +1,67 @@
+import json
+
+import numpy as np
+import pytest
+
+from deepiot.cost import model_cost
+from deepiot.structure import read_structure
+from deepsense.cli import main
+from deepsense.data.features import FeatureConfig
+from deepsense.data.prepared import prepare_recordings, save_prepared
+from deepsense.data.synthetic import ACTIVITIES, SyntheticSpec, make_recordings
+from deepsense.train import load_run
+
+TINY_MODEL = ["--set", "model.conv_filters=4", "--set", "model.merge_filters=4",
+              "--set", "model.gru_units=[6, 6]"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny activity model trained for one epoch on ~400 synthetic windows."""
+    spec = SyntheticSpec(n_users=3, devices=("nexus4_1",), seconds_per_activity=12.0, n_gaps=1,
+                         max_gap_s=1.0, seed=0)
+    dataset = prepare_recordings(make_recordings(spec), FeatureConfig(stride_s=1.0),
+                                 activity_names=list(ACTIVITIES), augment_copies=1)
+    work = tmp_path_factory.mktemp("deepiot-cli")
+    data = save_prepared(dataset, work / "data")
+    assert main(["train", "--data", str(data), "--out", str(work / "run"), "--epochs", "1",
+                 "--split", "loso:b", *TINY_MODEL]) == 0
+    return work / "run"
+
+
+def test_compress_then_evaluate_from_the_command_line(trained_run, tmp_path, capsys):
+    out = tmp_path / "thin"
+    assert main(["compress", "--model", str(trained_run), "--out", str(out),
+                 "--target-params", "0.5", "--step-interval", "2",
+                 "--fine-tune-epochs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "tau" in printed and "parameters left" in printed and "acc_gyro_conv3" in printed
+    info = json.loads((out / "run.json").read_text())
+    source = json.loads((trained_run / "run.json").read_text())
+    assert info["kind"] == "deepiot"
+    assert set(source) <= set(info)  # every field `train` writes
+    model, _ = load_run(out)
+    structure = read_structure(load_run(trained_run)[0])
+    widths = {g.name: info["compression"]["widths"][g.layers[0]] for g in structure.groups}
+    assert info["parameters"]["trainable"] == model_cost(structure, widths)["trainable"]
+    assert info["compression"]["parameter_fraction"] <= 0.5
+    report = json.loads((out / "compression_report.json").read_text())
+    assert set(report["models"]) == {"original", "compressed, before fine-tuning", "compressed"}
+    assert (out / "tradeoff.png").stat().st_size > 0
+    assert main(["evaluate", "--model", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "loso:b"
+    assert np.isclose(metrics["accuracy"], report["models"]["compressed"]["accuracy"], atol=1e-4)
+
+
+@pytest.mark.parametrize("flag, value", [("--target-params", "1.5"), ("--distill", "-1"),
+                                         ("--step-interval", "0")])
+def test_compress_rejects_bad_settings_with_exit_2(trained_run, tmp_path, capsys, flag, value):
+    assert main(["compress", "--model", str(trained_run), "--out", str(tmp_path),
+                 flag, value]) == 2
+    assert capsys.readouterr().err.startswith("error: compress:")
+
+
+def test_compress_of_a_missing_run_exits_1(tmp_path, capsys):
+    assert main(["compress", "--model", str(tmp_path / "none"), "--out", str(tmp_path)]) == 1
+    assert "not a run directory" in capsys.readouterr().err
