@@ -1,0 +1,136 @@
+"""Payloads on the wire: parse sensor samples, encode predictions, errors and status.
+
+Every payload is UTF-8 JSON. A sensor message (topic ``<prefix>/<device>/raw/<sensor>``)
+carries one sample or a batch; timestamps are seconds (float), acc in m/s^2, gyro in rad/s::
+
+    {"t_s": 1424696633.908, "x": -0.51, "y": 9.79, "z": 0.13}
+    {"schema": 1, "samples": [[1424696633.908, -0.51, 9.79, 0.13], [1424696633.918, ...]]}
+
+Anything else is refused with a `PayloadError` whose `reason` is a short code that the
+gateway counts and publishes on the error topic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+SCHEMA = 1
+AXES = ("x", "y", "z")
+#: Default limits: bytes per message and samples per batch (10 s of 1 kHz).
+MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_BATCH_SAMPLES = 10_000
+
+
+class PayloadError(ValueError):
+    """A message the gateway refuses.
+
+    Attributes:
+        reason: short code, e.g. "malformed_json", "missing_field", "non_finite", "oversize".
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _refuse_constant(name: str) -> float:
+    raise PayloadError("non_finite", f"payload holds {name}; expected finite numbers")
+
+
+def _number(value: Any, field: str) -> float:
+    if type(value) not in (int, float):  # bool is an int subclass: refused here
+        raise PayloadError("bad_type", f"field '{field}' expected a number. "
+                           f"Received: {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise PayloadError("non_finite", f"field '{field}' expected a finite number. "
+                           f"Received: {value!r:.40}")
+    return number
+
+
+def parse_samples(payload: bytes, n_axes: int = 3, *, max_bytes: int = MAX_PAYLOAD_BYTES,
+                  max_samples: int = MAX_BATCH_SAMPLES) -> tuple[np.ndarray, np.ndarray]:
+    """One sensor message -> samples in message order.
+
+    Args:
+        payload: the raw MQTT payload.
+        n_axes: values per sample (3: x, y, z).
+        max_bytes: larger payloads are refused before parsing.
+        max_samples: larger batches are refused.
+
+    Returns:
+        t_s: (n,) float64 seconds; values: (n, n_axes) float64. Order is not checked here.
+
+    Raises:
+        PayloadError: oversize, not JSON, wrong schema, missing or ill-typed field, NaN/Inf.
+    """
+    if len(payload) > max_bytes:
+        raise PayloadError("oversize", f"payload of {len(payload)} bytes; expected at most "
+                           f"{max_bytes}")
+    try:
+        data = json.loads(payload, parse_constant=_refuse_constant)
+    except PayloadError:
+        raise
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise PayloadError("malformed_json", f"payload is not UTF-8 JSON: {exc}"[:200]) from None
+    if not isinstance(data, dict):
+        raise PayloadError("bad_type", f"payload expected a JSON object. "
+                           f"Received: {type(data).__name__}")
+    if "schema" in data and data["schema"] != SCHEMA:
+        raise PayloadError("schema", f"field 'schema' expected {SCHEMA}. "
+                           f"Received: {data['schema']!r:.40}")
+    if "samples" in data:
+        return _parse_batch(data["samples"], n_axes, max_samples)
+    if n_axes > len(AXES):
+        raise PayloadError("missing_field", f"field 'samples' expected for {n_axes}-axis sensors")
+    row = []
+    for field in ("t_s", *AXES[:n_axes]):
+        if field not in data:
+            raise PayloadError("missing_field", f"field '{field}' missing; expected "
+                               f"{{'t_s', {', '.join(repr(a) for a in AXES[:n_axes])}}} "
+                               "or {'samples': [[t_s, x, y, z], ...]}")
+        row.append(_number(data[field], field))
+    return np.array(row[:1]), np.array([row[1:]])
+
+
+def _parse_batch(samples: Any, n_axes: int, max_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    if type(samples) is not list or not samples:
+        raise PayloadError("bad_type", "field 'samples' expected a non-empty list of "
+                           "[t_s, x, y, z] rows")
+    if len(samples) > max_samples:
+        raise PayloadError("oversize", f"field 'samples' holds {len(samples)} rows; expected at "
+                           f"most {max_samples}")
+    width = n_axes + 1
+    for i, row in enumerate(samples):
+        if type(row) is not list or len(row) != width:
+            raise PayloadError("bad_type", f"field 'samples[{i}]' expected a list of {width} "
+                               f"numbers [t_s, {', '.join(AXES[:n_axes])}]")
+        for value in row:
+            _number(value, f"samples[{i}]")
+    table = np.array(samples, dtype=np.float64)
+    return table[:, 0].copy(), table[:, 1:].copy()
+
+
+def encode_json(data: dict) -> bytes:
+    """Compact UTF-8 JSON; NaN/Inf are never written (they are not JSON)."""
+    return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_samples(t_s: np.ndarray, values: np.ndarray) -> bytes:
+    """(n,) seconds and (n, n_axes) values -> a batch message (what `replay` publishes)."""
+    rows = np.column_stack([np.asarray(t_s, dtype=np.float64), values]).tolist()
+    return encode_json({"schema": SCHEMA, "samples": rows})
+
+
+def encode_error(device_id: str | None, topic: str, reason: str, message: str,
+                 count: int = 1) -> bytes:
+    """The error-topic payload: which device, which topic, why, how many samples or messages."""
+    return encode_json({"schema": SCHEMA, "device_id": device_id, "topic": topic[:200],
+                        "reason": reason, "message": message[:300], "count": count})
