@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 from deepsense import __version__
 from deepsense.errors import ConfigError, DataFormatError, MissingExtraError, require
+from gateway.commands import add_replay_parser, add_serve_parser
 
 SOURCES = ("synthetic", "hhar", "ts", "csv")
 
@@ -290,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the original model's soft outputs when fine-tuning (0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_compress)
+
+    add_serve_parser(sub)
+    add_replay_parser(sub)
 
     p = sub.add_parser("demo", help="synthetic data -> train -> evaluate, end to end")
     p.add_argument("--out", type=Path, default=Path("demo-output"))

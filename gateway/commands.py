@@ -1,0 +1,146 @@
+"""`deepsense serve` and `deepsense replay`: argument parsing and handlers (no TensorFlow).
+
+`deepsense.cli.build_parser` calls `add_serve_parser` and `add_replay_parser`; handlers
+return exit codes (0 ok; ConfigError -> 2 and ValueError/OSError -> 1 in `deepsense.cli`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import tempfile
+import threading
+from pathlib import Path
+
+from deepsense.errors import ConfigError
+
+
+def add_serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="MQTT gateway: live predictions on sensor streams")
+    p.add_argument("--bundle", required=True, type=Path, help="edge bundle directory or .zip")
+    p.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT "
+                   "(default mqtt://127.0.0.1:1883)")
+    p.add_argument("--config", type=Path, help="TOML file with a [gateway] table")
+    p.add_argument("--embedded-broker", action="store_true",
+                   help="start a local broker (Mosquitto if installed, else amqtt) and use it")
+    p.add_argument("--gateway-id", help="names the status/error/model topics (gw1)")
+    p.add_argument("--client-id", help="MQTT client id (stable: deepsense-gateway-<id>)")
+    p.add_argument("--topic-prefix", help="first topic levels (sense/v1)")
+    p.add_argument("--ca-file", help="CA certificate (PEM) for mqtts://")
+    p.add_argument("--username", help="broker user; password from --password-file or "
+                   "$DEEPSENSE_MQTT_PASSWORD")
+    p.add_argument("--password-file", help="file whose first line is the broker password")
+    p.add_argument("--qos-in", type=int, choices=(0, 1), help="QoS of the sensor subscription")
+    p.add_argument("--max-devices", type=int)
+    p.add_argument("--spool", help="SQLite file keeping unacknowledged predictions on disk")
+    p.add_argument("--backend", choices=("numpy", "litert"), default="numpy")
+    p.set_defaults(handler=cmd_serve)
+
+
+def add_replay_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("replay", help="publish a recording as live MQTT sensor messages")
+    p.add_argument("--data", required=True,
+                   help="our CSV, a raw HHAR folder, a .ts file, or synthetic[:USER]")
+    p.add_argument("--format", choices=("auto", "csv", "hhar", "ts", "synthetic"),
+                   default="auto")
+    p.add_argument("--broker", default="mqtt://127.0.0.1:1883")
+    p.add_argument("--device-id", help="publish under this device id (one-device recordings)")
+    p.add_argument("--devices", type=int, default=1, metavar="N",
+                   help="publish N copies as <id>-0 .. <id>-N-1 (load tests)")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="x real time; 0 publishes as fast as possible")
+    p.add_argument("--batch-s", type=float, default=0.1,
+                   help="seconds of samples per message (0: one sample per message)")
+    p.add_argument("--qos", type=int, choices=(0, 1), default=1)
+    p.add_argument("--topic-prefix", default="sense/v1")
+    p.add_argument("--sample-rate-hz", type=float, help="sampling rate of a .ts file")
+    p.add_argument("--seconds", type=float, default=30.0,
+                   help="synthetic: seconds per activity")
+    p.add_argument("--ca-file")
+    p.add_argument("--username")
+    p.add_argument("--password-file")
+    p.set_defaults(handler=cmd_replay)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.broker import start_local_broker
+    from gateway.config import load_gateway_config
+    from gateway.runtime import load_bundle
+    from gateway.service import Gateway
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    overrides = {"broker": args.broker, "gateway_id": args.gateway_id,
+                 "client_id": args.client_id, "topic_prefix": args.topic_prefix,
+                 "ca_file": args.ca_file, "username": args.username,
+                 "password_file": args.password_file, "qos_in": args.qos_in,
+                 "max_devices": args.max_devices, "spool": args.spool}
+    config = load_gateway_config(args.config, overrides)
+    model = load_bundle(args.bundle, backend=args.backend)
+    broker = None
+    with tempfile.TemporaryDirectory(prefix="deepsense-broker-") as workdir:
+        if args.embedded_broker:
+            broker = start_local_broker(workdir)
+            config = load_gateway_config(args.config, {**overrides, "broker": broker.url})
+            print(f"started {type(broker).__name__} on {broker.url}", flush=True)
+        try:
+            return _serve(Gateway(config, model))
+        finally:
+            if broker is not None:
+                broker.stop()
+
+
+def _serve(gateway) -> int:
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        gateway.start()
+        topics, model = gateway.topics, gateway.model
+        print(f"serving {model.name} {model.version} ({model.bundle_sha256[:12]}) for "
+              f"{topics.raw_subscription} on {gateway.config.broker}; predictions on "
+              f"{topics.prediction('<device>')}, status on {topics.status}", flush=True)
+        stop.wait()
+        print("stopping: cutting the last windows and waiting for acknowledgements", flush=True)
+        delivered = gateway.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    counters = gateway.counters
+    print(f"stopped: {counters['messages']} messages, {counters['samples']} samples, "
+          f"{counters['predictions']} predictions, "
+          f"{sum(v for k, v in counters.items() if k.startswith('refused_'))} refused; "
+          f"{'all' if delivered else 'NOT all'} predictions acknowledged", flush=True)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from gateway.replay import connect_client, load_recordings, plan_messages, replay
+    from gateway.topics import Topics
+
+    if args.devices < 1:
+        raise ConfigError(f"--devices expected >= 1. Received: {args.devices}")
+    password = None
+    if args.password_file:
+        password = Path(args.password_file).read_text().splitlines()[0].strip()
+    elif args.username:
+        password = os.environ.get("DEEPSENSE_MQTT_PASSWORD")
+    recordings = load_recordings(args.data, args.format, sample_rate_hz=args.sample_rate_hz,
+                                 seconds=args.seconds)
+    messages = plan_messages(recordings, Topics(args.topic_prefix), device_id=args.device_id,
+                             n_copies=args.devices, batch_s=args.batch_s)
+    n_devices = len({m.device_id for m in messages})
+    print(f"replaying {len(messages)} messages of {n_devices} device(s) "
+          f"({messages[-1].at_s:.1f} s of data) at {args.speed:g}x to {args.broker}", flush=True)
+    client = connect_client(args.broker, ca_file=args.ca_file, username=args.username,
+                            password=password)
+    try:
+        report = replay(messages, client, speed=args.speed, qos=args.qos)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    print(f"published {report.n_messages} messages, {report.n_samples} samples in "
+          f"{report.seconds:.1f} s ({report.n_samples / max(report.seconds, 1e-9):.0f} "
+          f"samples/s); {report.n_unacknowledged} not acknowledged", flush=True)
+    return 0 if report.n_unacknowledged == 0 else 1

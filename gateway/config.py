@@ -1,0 +1,166 @@
+"""Gateway settings: one frozen dataclass, read from a TOML file's [gateway] table and flags.
+
+Secrets are never stored here: the password is read from `password_file` or from the
+environment variable named by `password_env` at connect time, and never logged.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+from deepsense.errors import ConfigError
+from gateway.topics import Topics, check_id, check_prefix
+
+#: Environment variable holding the broker password, unless `password_file` is given.
+PASSWORD_ENV = "DEEPSENSE_MQTT_PASSWORD"
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything `deepsense serve` can be told (flags override the config file).
+
+    Attributes:
+        broker: ``mqtt://host:port`` or ``mqtts://host:port`` (TLS; port defaults 1883/8883).
+        ca_file: CA certificate (PEM) that signed the broker's certificate; default: the
+            system's trust store.
+        username: broker user name; the password comes from `password_file` or the
+            environment variable `password_env`.
+        password_file: file whose first line is the password.
+        password_env: environment variable with the password (default DEEPSENSE_MQTT_PASSWORD).
+        gateway_id: names this gateway's status, error and model topics.
+        client_id: MQTT client id; stable, so the broker keeps the session (default
+            ``deepsense-gateway-<gateway_id>``).
+        topic_prefix: first levels of every topic (``sense/v1``).
+        qos_in: QoS of the sensor subscription (1: the broker queues while we are away; 0
+            for lossy high-rate links). Predictions are always QoS 1.
+        keepalive_s: MQTT keepalive.
+        reconnect_min_s, reconnect_max_s: exponential reconnect backoff bounds.
+        max_devices: devices tracked at once; more are refused ("too_many_devices").
+        max_payload_bytes, max_batch_samples: larger messages are refused ("oversize").
+        queue_size: messages waiting between the network thread and the worker; when full,
+            new messages are dropped and counted ("queue_full") rather than blocking.
+        batch_windows: most windows per model call.
+        max_pending: predictions kept until the broker acknowledges them; beyond this the
+            oldest not yet sent is dropped and counted.
+        spool: SQLite file that keeps unacknowledged predictions across restarts (optional).
+        status_interval_s: how often the retained status is refreshed.
+        idle_flush_s: a device silent this long (wall clock) has its last windows cut and its
+            state dropped; its next sample starts a new window grid.
+        max_lag_s: a sensor this far behind another is left out of a window (default: one
+            window length).
+        max_jump_s: samples this far ahead of a device's newest are refused ("time_jump").
+        shutdown_timeout_s: on SIGTERM, how long to wait for pending acknowledgements.
+        updates_dir: where over-the-air bundles are stored (default: a temporary directory).
+        max_bundle_bytes: larger over-the-air bundles are refused.
+    """
+
+    broker: str = "mqtt://127.0.0.1:1883"
+    ca_file: str | None = None
+    username: str | None = None
+    password_file: str | None = None
+    password_env: str = PASSWORD_ENV
+    gateway_id: str = "gw1"
+    client_id: str | None = None
+    topic_prefix: str = "sense/v1"
+    qos_in: int = 1
+    keepalive_s: int = 30
+    reconnect_min_s: int = 1
+    reconnect_max_s: int = 30
+    max_devices: int = 1000
+    max_payload_bytes: int = 256 * 1024
+    max_batch_samples: int = 10_000
+    queue_size: int = 10_000
+    batch_windows: int = 64
+    max_pending: int = 100_000
+    spool: str | None = None
+    status_interval_s: float = 10.0
+    idle_flush_s: float = 30.0
+    max_lag_s: float | None = None
+    max_jump_s: float = 300.0
+    shutdown_timeout_s: float = 10.0
+    updates_dir: str | None = None
+    max_bundle_bytes: int = 64 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        try:
+            parse_broker_url(self.broker)
+            check_id(self.gateway_id, "gateway id")
+            check_prefix(self.topic_prefix)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.qos_in not in (0, 1):
+            raise ConfigError(f"gateway.qos_in expected 0 or 1. Received: {self.qos_in!r}")
+        for name in ("keepalive_s", "reconnect_min_s", "reconnect_max_s", "max_devices",
+                     "max_payload_bytes", "max_batch_samples", "queue_size", "batch_windows",
+                     "max_pending", "status_interval_s", "idle_flush_s", "max_jump_s",
+                     "shutdown_timeout_s", "max_bundle_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"gateway.{name} expected a positive number. "
+                                  f"Received: {value!r}")
+
+    @property
+    def resolved_client_id(self) -> str:
+        return self.client_id or f"deepsense-gateway-{self.gateway_id}"
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix, self.gateway_id)
+
+    def password(self) -> str | None:
+        """The broker password from `password_file` or the environment, or None."""
+        if self.password_file:
+            try:
+                return Path(self.password_file).read_text().splitlines()[0].strip()
+            except (OSError, IndexError) as exc:
+                raise ConfigError(f"gateway.password_file {self.password_file!r}: cannot read "
+                                  f"a password ({type(exc).__name__})") from None
+        return os.environ.get(self.password_env) or None
+
+
+def parse_broker_url(url: str) -> tuple[bool, str, int]:
+    """``mqtt://host:port`` / ``mqtts://host:port`` -> (tls, host, port)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f"broker expected mqtt://HOST:PORT or mqtts://HOST:PORT. "
+                         f"Received: {url!r}")
+    if parts.username or parts.password:
+        raise ValueError("broker URL must not carry credentials; use --username and "
+                         "--password-file or the environment")
+    tls = parts.scheme == "mqtts"
+    try:
+        port = parts.port or (8883 if tls else 1883)
+    except ValueError:
+        raise ValueError(f"broker port expected 1-65535. Received: {url!r}") from None
+    return tls, parts.hostname, port
+
+
+def load_gateway_config(path: str | Path | None = None,
+                        overrides: Mapping[str, Any] | None = None) -> GatewayConfig:
+    """Settings from a TOML file's ``[gateway]`` table, then `overrides` (None values ignored).
+
+    Raises:
+        ConfigError: unreadable file, unknown key, or a value of the wrong type or range.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+        values.update(data.get("gateway", {}))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    known = {f.name: f for f in fields(GatewayConfig)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown gateway setting(s) {unknown}; expected some of "
+                          f"{sorted(known)}")
+    try:
+        return replace(GatewayConfig(), **values)
+    except TypeError as exc:
+        raise ConfigError(f"gateway settings: {exc}") from None

@@ -1,0 +1,213 @@
+"""Publish recordings as live sensor messages, at real time x speed, in batches.
+
+`plan_messages` turns recordings into timed messages (one batch of `batch_s` seconds of one
+sensor per message, on ``<prefix>/<device>/raw/<sensor>``); `replay` publishes them with
+paho, pacing by the sample clock, and waits for the broker's acknowledgements (QoS 1).
+Several copies of a recording under different device ids make a load test.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import paho.mqtt.client as mqtt
+
+from deepsense.data.recording import Recording
+from gateway.config import parse_broker_url
+from gateway.messages import encode_samples
+from gateway.topics import Topics, check_id
+
+FORMATS = ("auto", "csv", "hhar", "ts", "synthetic")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message to publish: when (seconds after the replay's start at speed 1), where, what.
+
+    Attributes:
+        at_s: offset of the batch's last sample from the first sample of the replay.
+        last_t_s: device timestamp of the batch's last sample (for latency measurements).
+    """
+
+    at_s: float
+    topic: str
+    payload: bytes
+    device_id: str
+    n_samples: int
+    last_t_s: float
+
+
+def load_recordings(data: str, fmt: str = "auto", *, sample_rate_hz: float | None = None,
+                    seed: int = 0, seconds: float = 30.0) -> list[Recording]:
+    """Recordings from our CSV, a raw HHAR folder, a UEA .ts file, or ``synthetic[:USER]``.
+
+    ``synthetic`` (or ``synthetic:b``) generates one device of one user doing each activity
+    for `seconds` seconds.
+    """
+    if fmt == "auto":
+        path = Path(data)
+        fmt = ("synthetic" if data.startswith("synthetic") else "hhar" if path.is_dir()
+               else "ts" if path.suffix == ".ts" else "csv")
+    if fmt not in FORMATS:
+        raise ValueError(f"format expected one of {FORMATS}. Received: {fmt!r}")
+    if fmt == "synthetic":
+        from deepsense.data.synthetic import SyntheticSpec, make_recordings
+
+        user = data.split(":", 1)[1] if ":" in data else "a"
+        if len(user) != 1 or not "a" <= user <= "z":
+            raise ValueError(f"synthetic user expected one letter a-z. Received: {user!r}")
+        spec = SyntheticSpec(n_users=ord(user) - ord("a") + 1, devices=("nexus4_1",),
+                             seconds_per_activity=seconds, seed=seed)
+        return [r for r in make_recordings(spec) if r.user == user]
+    if fmt == "csv":
+        from deepsense.data.csv_format import read_sensor_csv
+
+        return read_sensor_csv(data)[0]
+    if fmt == "hhar":
+        from deepsense.data.hhar import read_hhar
+
+        return read_hhar(data)[0]
+    from deepsense.data.ts_format import read_ts
+
+    if sample_rate_hz is None:
+        raise ValueError("a .ts file carries no clock: give its sample rate (--sample-rate-hz)")
+    return read_ts(data, sample_rate_hz=sample_rate_hz)[0]
+
+
+def plan_messages(recordings: Sequence[Recording], topics: Topics, *,
+                  device_id: str | None = None, n_copies: int = 1,
+                  batch_s: float = 0.1) -> list[Message]:
+    """Timed messages for every sample of `recordings`, in publishing order.
+
+    Args:
+        recordings: recordings of one or more devices (one device's recordings must not
+            overlap in time).
+        topics: where to publish.
+        device_id: publish every recording under this id (the recordings must come from
+            one device); default: each recording's own device.
+        n_copies: >1 publishes copies under ``<id>-0``, ``<id>-1``, ... (load tests).
+        batch_s: samples per message span at most this many seconds (0: one per message).
+    """
+    devices = {r.device for r in recordings}
+    if device_id is not None and len(devices) > 1:
+        raise ValueError(f"--device-id needs a recording of one device; this one holds "
+                         f"{sorted(devices)}")
+    if not recordings:
+        raise ValueError("no recordings to replay")
+    origin = min(r.start_s for r in recordings)
+    streams = []
+    for rec in recordings:
+        base = check_id(device_id or rec.device)
+        ids = [base] if n_copies == 1 else [f"{base}-{k}" for k in range(n_copies)]
+        for sensor, stream in rec.streams.items():
+            cuts = _batch_bounds(stream.t_s, batch_s)
+            for copy, dev in enumerate(ids):
+                stagger = copy * batch_s / max(n_copies, 1)
+                streams.append((dev, sensor, stream, cuts, stagger))
+    messages = []
+    for dev, sensor, stream, cuts, stagger in streams:
+        topic = topics.raw(dev, sensor)
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            t = stream.t_s[lo:hi]
+            messages.append(Message(float(t[-1]) - origin + stagger, topic,
+                                    encode_samples(t, stream.values[lo:hi]), dev, hi - lo,
+                                    float(t[-1])))
+    messages.sort(key=lambda m: m.at_s)
+    return messages
+
+
+def _batch_bounds(t_s: np.ndarray, batch_s: float) -> np.ndarray:
+    """Indices cutting `t_s` into runs spanning less than `batch_s` seconds each."""
+    if t_s.size == 0:
+        return np.zeros(1, dtype=np.int64)
+    if batch_s <= 0:
+        return np.arange(t_s.size + 1)
+    slot = np.floor((t_s - t_s[0]) / batch_s).astype(np.int64)
+    starts = np.flatnonzero(np.diff(slot)) + 1
+    return np.concatenate([[0], starts, [t_s.size]])
+
+
+@dataclass
+class ReplayReport:
+    n_messages: int
+    n_samples: int
+    seconds: float
+    n_unacknowledged: int
+
+
+def connect_client(broker: str, client_id: str = "", *, ca_file: str | None = None,
+                   username: str | None = None, password: str | None = None,
+                   timeout_s: float = 10.0) -> mqtt.Client:
+    """A connected paho client (VERSION2, MQTT 3.1.1) with its network loop running."""
+    tls, host, port = parse_broker_url(broker)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv311)
+    if tls:
+        client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
+    if username:
+        client.username_pw_set(username, password)
+    client.max_inflight_messages_set(1000)
+    connected = threading.Event()
+
+    def on_connect(client, userdata, flags, reason_code, properties) -> None:
+        if not reason_code.is_failure:
+            connected.set()
+
+    client.on_connect = on_connect
+    client.connect(host, port, keepalive=30)
+    client.loop_start()
+    if not connected.wait(timeout_s):
+        client.loop_stop()
+        client.disconnect()
+        raise ConnectionError(f"broker {host}:{port} did not accept the replay client "
+                              f"within {timeout_s} s")
+    return client
+
+
+def replay(messages: Sequence[Message], client: mqtt.Client, *, speed: float = 1.0,
+           qos: int = 1, timeout_s: float = 60.0,
+           on_sent: Callable[[Message, float], None] | None = None) -> ReplayReport:
+    """Publish `messages` paced at `speed` x real time (<= 0: as fast as possible).
+
+    Waits up to `timeout_s` after the last message for the broker's acknowledgements.
+    `on_sent(message, wall_time_s)` is called after each publish (benchmarks).
+    """
+    acked = _AckCounter()
+    client.on_publish = acked.on_publish
+    started = time.monotonic()
+    n_samples = 0
+    for message in messages:
+        if speed > 0:
+            delay = started + message.at_s / speed - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        client.publish(message.topic, message.payload, qos=qos)
+        n_samples += message.n_samples
+        if on_sent is not None:
+            on_sent(message, time.time())
+    missing = acked.wait(len(messages), timeout_s) if qos > 0 else 0
+    return ReplayReport(len(messages), n_samples, time.monotonic() - started, missing)
+
+
+class _AckCounter:
+    def __init__(self) -> None:
+        self.n = 0
+        self._cond = threading.Condition()
+
+    def on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._cond:
+            self.n += 1
+            self._cond.notify_all()
+
+    def wait(self, expected: int, timeout_s: float) -> int:
+        """Wait for `expected` acknowledgements; return how many are still missing."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.n >= expected, timeout_s)
+            return max(expected - self.n, 0)
+
