@@ -141,13 +141,16 @@ class ReplayReport:
     n_unacknowledged: int
 
 
-def connect_client(broker: str, client_id: str = "", *, ca_file: str | None = None,
-                   username: str | None = None, password: str | None = None,
-                   timeout_s: float = 10.0) -> mqtt.Client:
-    """A connected paho client (VERSION2, MQTT 3.1.1) with its network loop running."""
+def connect_client(broker: str, client_id: str = "", *, clean_session: bool = True,
+                   ca_file: str | None = None, username: str | None = None,
+                   password: str | None = None, timeout_s: float = 10.0) -> mqtt.Client:
+    """A connected paho client (VERSION2, MQTT 3.1.1) with its network loop running.
+
+    paho reconnects it by itself and re-sends unacknowledged QoS 1 messages.
+    """
     tls, host, port = parse_broker_url(broker)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv311)
+                         clean_session=clean_session, protocol=mqtt.MQTTv311)
     if tls:
         client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
     if username:
