@@ -82,6 +82,7 @@ class Gateway:
         self._next_model: EdgeModel | None = None
         self._update_lock = threading.Lock()
         self._updating = False
+        self._announcement: bytes | None = None
         self._applied_updates: set[str] = set()
         self._updates_tmp: tempfile.TemporaryDirectory | None = None
         self._last_status_s = 0.0
@@ -332,13 +333,22 @@ class Gateway:
 
     # ------------------------------------------------------------------ model updates
     def _start_update(self, payload: bytes) -> None:
+        """Network thread: remember the newest announcement; one update thread handles them."""
         with self._update_lock:
+            self._announcement = payload
             if self._updating:
-                self._count("model_update_busy")
                 return
             self._updating = True
-        threading.Thread(target=self._apply_update, args=(payload,), name="gateway-update",
-                         daemon=True).start()
+        threading.Thread(target=self._update_loop, name="gateway-update", daemon=True).start()
+
+    def _update_loop(self) -> None:
+        while True:
+            with self._update_lock:
+                payload, self._announcement = self._announcement, None
+                if payload is None:
+                    self._updating = False
+                    return
+            self._apply_update(payload)
 
     def _apply_update(self, payload: bytes) -> None:
         try:
@@ -361,9 +371,6 @@ class Gateway:
             self.outbox.send(self.client, self.topics.gateway_error,
                              encode_error(None, self.topics.model, "model_update_refused",
                                           str(exc)), qos=1)
-        finally:
-            with self._update_lock:
-                self._updating = False
 
     def _swap_model(self) -> None:
         with self._update_lock:
