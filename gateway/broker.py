@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepsense.errors import require
+
 #: Settings every broker we start uses (see gateway/mosquitto.conf for why).
 RECOMMENDED = {
     "persistence": "true",
@@ -192,7 +194,7 @@ class EmbeddedBroker:
         return f"mqtt://{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 10.0) -> "EmbeddedBroker":
-        from amqtt.broker import Broker
+        Broker = require("amqtt.broker", "broker").Broker
 
         config = {"listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
                   "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
