@@ -187,6 +187,53 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- demo
+def cmd_export(args: argparse.Namespace) -> int:
+    require("tensorflow", "train")
+    from deepsense.export import export_bundle
+
+    started = time.perf_counter()
+    out = export_bundle(args.model, args.out, quantize=args.quantize, data_dir=args.data,
+                        name=args.name, version=args.version)
+    manifest = json.loads((out / "manifest.json").read_text())
+    print(f"bundle {out} (+ {out.with_suffix('.zip').name}): {manifest['size_bytes']:,} bytes, "
+          f"{manifest['parameters']['exported']:,} parameters, tflite {args.quantize} "
+          f"({time.perf_counter() - started:.0f} s)")
+    for backend, check in manifest.get("checks", {}).items():
+        if isinstance(check, dict):
+            print(f"  {backend:7s} " + "  ".join(f"{k} {v}" for k, v in check.items()))
+        else:
+            print(f"  {backend}: {check}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from gateway.offline import predict_dataset
+    from gateway.runtime import load_bundle
+
+    model = load_bundle(args.bundle, backend=args.backend)
+    if (args.data / "dataset.json").exists():
+        from deepsense.data.prepared import load_prepared
+
+        ds = load_prepared(args.data)
+    else:
+        if args.source is None:
+            raise UsageError(f"{args.data} is not a prepared dataset; give --source "
+                             "csv|hhar|ts to read it as raw recordings")
+        from deepsense.data.prepared import prepare_recordings
+
+        args.input = str(args.data)
+        recordings, _, _ = _read_recordings(args)
+        ds = prepare_recordings(recordings, model.features,
+                                activity_names=model.class_names
+                                if model.task == "activity" else None)
+    out = args.out or Path(f"predict-{model.name}")
+    metrics = predict_dataset(model, ds, out, split=args.split, progress=_progress("predict"))
+    _print_metrics(metrics)
+    print(f"{metrics['n_windows']} windows, {metrics['ms_per_window']} ms/window "
+          f"({model.backend_name}); wrote {out}/metrics.json and predictions.jsonl")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Synthetic data -> prepare -> train -> evaluate, printing a short summary."""
     require("tensorflow", "train")
@@ -291,6 +338,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the original model's soft outputs when fine-tuning (0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_compress)
+
+    p = sub.add_parser("export", help="a run -> an edge bundle (manifest, weights, LiteRT)")
+    p.add_argument("--model", required=True, type=Path, help="run directory")
+    p.add_argument("--out", required=True, type=Path, help="bundle directory (+ .zip)")
+    p.add_argument("--quantize", choices=("none", "dynamic", "int8"), default="none",
+                   help="LiteRT flatbuffer: float32, int8 weights, or int8 weights and "
+                        "activations (accuracy change measured on the run's test windows)")
+    p.add_argument("--data", type=Path, help="prepared dataset for the checks (default: the run's)")
+    p.add_argument("--name", help="model name (default: the run directory's name)")
+    p.add_argument("--version", default="1", help="model version (default 1)")
+    p.set_defaults(handler=cmd_export)
+
+    p = sub.add_parser("predict", help="run a bundle offline (edge runtime) and score it")
+    p.add_argument("--bundle", required=True, type=Path, help="bundle directory or .zip")
+    p.add_argument("--data", required=True, type=Path,
+                   help="prepared dataset, or a raw recording with --source")
+    p.add_argument("--source", choices=("csv", "hhar", "ts"), help="read --data as raw recordings")
+    p.add_argument("--sample-rate-hz", type=float, help="sampling rate of a .ts file")
+    p.add_argument("--on-error", choices=("raise", "skip"), help="bad rows of a raw recording")
+    p.add_argument("--split", help="'all' or a split spec (test side); default: the bundle's")
+    p.add_argument("--backend", choices=("numpy", "litert"), default="numpy")
+    p.add_argument("--out", type=Path, help="output directory (default: predict-<model name>)")
+    p.set_defaults(handler=cmd_predict, test_input=None)
 
     add_serve_parser(sub)
     add_replay_parser(sub)

@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from deepsense.data.prepared import PreparedDataset, load_prepared
-from deepsense.data.splits import split_indices
+from deepsense.data.splits import labelled_rows, split_indices
 from deepsense.errors import DataFormatError
-from deepsense.metrics import classification_metrics, regression_metrics
-from deepsense.train import labelled_rows, load_run
-from rdeepsense.calibration import (classification_calibration, regression_calibration,
-                                    reliability_bins)
+from deepsense.scoring import score_outputs
+from deepsense.train import load_run
+from rdeepsense.calibration import reliability_bins
 
 
 def check_compatible(info: dict, ds: PreparedDataset) -> None:
@@ -48,16 +47,8 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path | None = None, *,
     test_rows = labelled_rows(ds, test_rows, task)
     outputs = model.predict(ds.x[test_rows], batch_size=batch_size, verbose=0)
     y_true = ds.labels(task)[test_rows]
-    layout = info.get("outputs", {}).get("layout")
-    if task == "regression":
-        metrics = regression_metrics(y_true, outputs[:, 0])
-        if layout == "gaussian_mean_variance":
-            calibration = regression_calibration(y_true, outputs[:, 0], outputs[:, 1])
-            metrics.update({k: round(v, 4) for k, v in calibration.items() if k not in metrics})
-    else:
-        metrics = classification_metrics(y_true, outputs, info["class_names"])
-        calibration = classification_calibration(y_true, outputs)
-        metrics.update({k: round(v, 4) for k, v in calibration.items() if k not in metrics})
+    metrics = score_outputs(y_true, outputs, task, info.get("outputs", {}).get("layout"),
+                            info["class_names"])
     metrics.update({"task": task, "head": info.get("head", "softmax"), "split": split,
                     "data": str(Path(data_dir).resolve()), "model": str(Path(run_dir).resolve())})
     out = Path(out_dir or run_dir)

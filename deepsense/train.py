@@ -27,7 +27,7 @@ import numpy as np
 from deepsense.config import RunConfig, config_to_dict, config_to_toml
 from deepsense.errors import ConfigError
 from deepsense.data.prepared import PreparedDataset
-from deepsense.data.splits import split_indices, validation_split
+from deepsense.data.splits import labelled_rows, split_indices, validation_split
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -54,13 +54,6 @@ class TrainResult:
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow (keras.utils.set_random_seed)."""
     keras.utils.set_random_seed(seed)
-
-
-def labelled_rows(ds: PreparedDataset, rows: np.ndarray, task: str) -> np.ndarray:
-    """Keep the rows that have a label for `task` (class >= 0, or a finite target)."""
-    labels = ds.labels(task)[rows]
-    ok = np.isfinite(labels) if task == "regression" else labels >= 0
-    return rows[ok]
 
 
 def make_tf_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool,

@@ -43,6 +43,7 @@ REQUIRED_COLUMNS = CSV_COLUMNS[:6]
 AXES = ("x", "y", "z")
 
 _FLOAT_DTYPES = {"timestamp_s": "float64", "x": "float64", "y": "float64", "z": "float64"}
+_TEXT_COLUMNS = ("device", "sensor", "user", "label")
 _NAN_WORDS = ("nan", "+nan", "-nan")
 
 
@@ -175,6 +176,8 @@ def _parse_fast(body: bytes, columns: list[str]) -> pd.DataFrame | None:
         return None
     if len(table) != n_lines or body.count(b",") != n_lines * (len(columns) - 1):
         return None
+    if any(not _is_text(table[c].cat.categories) for c in columns if c in _TEXT_COLUMNS):
+        return None  # pandas 3 reads "007" as 7: only the careful parse keeps names exact
     table = _complete(table)
     table["line"] = np.arange(2, 2 + len(table))
     return table
@@ -198,6 +201,18 @@ def _complete(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _is_text(categories: pd.Index) -> bool:
+    return pd.api.types.is_object_dtype(categories) or pd.api.types.is_string_dtype(categories)
+
+
+def _stripped(values: pd.Series) -> np.ndarray:
+    """(n,) object array of the values as stripped strings (categorical or not)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        categories = pd.Series(values.cat.categories.astype(str)).str.strip().to_numpy(object)
+        return np.append(categories, "")[values.cat.codes.to_numpy()]  # code -1 -> ""
+    return values.astype(str).str.strip().to_numpy(dtype=object)
+
+
 def _row_faults(table: pd.DataFrame, faults: list[RowFault]) -> np.ndarray:
     """Check every field of every row; append a RowFault per problem; return the bad-row mask.
 
@@ -211,7 +226,7 @@ def _row_faults(table: pd.DataFrame, faults: list[RowFault]) -> np.ndarray:
         checks.append(("non-numeric value", name, "a number", non_numeric))
         checks.append(("non-finite value", name, "a finite number", non_finite))
         table[name] = values
-    has_target = table["target"].str.strip().to_numpy(dtype=object) != ""
+    has_target = _stripped(table["target"]) != ""
     target, non_numeric, non_finite = parse_floats(table["target"])
     checks.append(("non-numeric value", "target", "a number or nothing", non_numeric & has_target))
     checks.append(("non-finite value", "target", "a finite number", non_finite & has_target))
@@ -219,7 +234,7 @@ def _row_faults(table: pd.DataFrame, faults: list[RowFault]) -> np.ndarray:
     checks.append(("unknown sensor", "sensor", f"one of {sorted(SENSOR_AXES)}",
                    ~table["sensor"].isin(list(SENSOR_AXES)).to_numpy()))
     checks.append(("empty device", "device", "a device id",
-                   table["device"].str.strip().to_numpy(dtype=object) == ""))
+                   _stripped(table["device"]) == ""))
     return first_faults(checks, table["line"].to_numpy(), received, faults)
 
 

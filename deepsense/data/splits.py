@@ -103,3 +103,10 @@ def validation_split(ds: PreparedDataset, train: np.ndarray, fraction: float,
     fit_rows = train[~is_val]
     val_rows = train[is_val & (ds.copy[train] == 0)]
     return fit_rows, val_rows
+
+
+def labelled_rows(ds: PreparedDataset, rows: np.ndarray, task: str) -> np.ndarray:
+    """Keep the rows that have a label for `task` (class >= 0, or a finite target)."""
+    labels = ds.labels(task)[rows]
+    ok = np.isfinite(labels) if task == "regression" else labels >= 0
+    return rows[ok]

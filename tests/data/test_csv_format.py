@@ -183,3 +183,14 @@ def test_write_sensor_csv_rejects_unknown_sensors(tmp_path):
     rec = Recording("d1", {"mag": SensorStream([0.0], [[1.0, 2.0, 3.0]])})
     with pytest.raises(ValueError, match="sensor='mag'"):
         write_sensor_csv([rec], tmp_path / "r.csv")
+
+
+def test_read_sensor_csv_keeps_numeric_looking_names_and_full_targets(tmp_path):
+    """pandas 3 infers "007" as the number 7 in a categorical column: names must stay exact."""
+    path = tmp_path / "numeric.csv"
+    rows = [f"{0.01 * i},dev1,{sensor},1,2,3,007,walk,4.40" for i in range(30)
+            for sensor in ("acc", "gyro")]
+    path.write_text("timestamp_s,device,sensor,x,y,z,user,label,target\n" + "\n".join(rows) + "\n")
+    recordings, _ = read_sensor_csv(path)
+    assert [r.user for r in recordings] == ["007"]
+    assert recordings[0].target == pytest.approx(4.4)

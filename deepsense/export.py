@@ -1,0 +1,334 @@
+"""`deepsense export`: a run directory -> an edge bundle (see `gateway.bundle` for the format).
+
+What goes in:
+
+- ``weights.npz``: float32 weights by ``<layer>.<part>``, BatchNorm folded into the convs:
+  per-sensor conv kernels (k, C_in, C_out), merge conv kernels (kh, kw, C_in, C_out), GRU
+  ``kernel`` (F_in, 3u) / ``recurrent_kernel`` (u, 3u) / ``bias`` (2, 3u), dense (F, out).
+- ``model.tflite``: the same model rebuilt with batch 1, converted with builtin ops only; ``quantize`` "dynamic" (int8 weights) or "int8" (weights and activations,
+  calibrated on training windows) makes it smaller, with its accuracy change measured on the
+  run's test windows and written into the manifest.
+- ``manifest.json``: the model, preprocessing, graph, weight shapes, metrics, parity checks
+  and a sha256 per file.
+
+Works for plain, RDeepSense (uncertainty head) and DeepIoT-thinned runs alike.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from deepsense import __version__
+from deepsense.data.features import FeatureConfig
+from deepsense.data.prepared import load_prepared
+from deepsense.data.splits import labelled_rows, split_indices
+from deepsense.evaluate import check_compatible
+from deepsense.train import load_run
+from gateway.bundle import (FORMAT, MANIFEST, SCHEMA_VERSION, TFLITE, WEIGHTS, read_bundle,
+                            sha256_bytes)
+from gateway.runtime import EdgeModel
+
+QUANTIZE = ("none", "dynamic", "int8")
+#: Layers a bundle can express; anything else in a model is refused by name.
+EXPORTABLE_LAYERS = {"InputLayer", "IntervalMask", "SensorSlice", "Conv2D", "Conv3D",
+                     "BatchNormalization", "ReLU", "SpatialDropout2D", "SpatialDropout3D",
+                     "Dropout", "Reshape", "Concatenate", "GRU", "MaskedTemporalMean", "Dense",
+                     "Softmax", "GaussianHead"}
+#: Test windows used for the parity and quantization checks (LiteRT runs one at a time).
+CHECK_WINDOWS = 512
+#: Training windows that calibrate full-integer quantization.
+CALIBRATION_WINDOWS = 200
+
+
+def _fold_batchnorm(model: keras.Model, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel and bias of conv `name` with its ``<name>_bn`` BatchNorm (inference) folded in."""
+    conv, bn = model.get_layer(name), model.get_layer(f"{name}_bn")
+    kernel = conv.kernel.numpy().astype(np.float64)
+    bias = conv.bias.numpy().astype(np.float64) if conv.use_bias else np.zeros(kernel.shape[-1])
+    gamma = bn.gamma.numpy() if bn.scale else 1.0
+    beta = bn.beta.numpy() if bn.center else 0.0
+    scale = gamma / np.sqrt(bn.moving_variance.numpy().astype(np.float64) + bn.epsilon)
+    folded_bias = (bias - bn.moving_mean.numpy()) * scale + beta
+    return (kernel * scale).astype(np.float32), folded_bias.astype(np.float32)
+
+
+def _has_layer(model: keras.Model, name: str) -> bool:
+    return any(layer.name == name for layer in model.layers)
+
+
+def graph_and_weights(model: keras.Model, features: FeatureConfig
+                      ) -> tuple[dict, dict[str, np.ndarray]]:
+    """The bundle graph of a DeepSense-family model and its folded float32 weights.
+
+    Raises:
+        ValueError: a layer the bundle cannot express, or a GRU/conv configured differently
+            from what the edge runtime implements.
+    """
+    unknown = [f"{layer.name} ({type(layer).__name__})" for layer in model.layers
+               if type(layer).__name__ not in EXPORTABLE_LAYERS]
+    if unknown:
+        raise ValueError(f"cannot export layers {unknown}; a bundle holds DeepSense models "
+                         "(per-sensor convs, merge convs, GRUs, masked mean, dense head)")
+    weights: dict[str, np.ndarray] = {}
+    sensors = []
+    for sensor in features.sensors:
+        piece = model.get_layer(f"{sensor}_slice")
+        convs, index = [], 1
+        while _has_layer(model, f"{sensor}_conv{index}"):
+            name = f"{sensor}_conv{index}"
+            kernel, bias = _fold_batchnorm(model, name)
+            weights[f"{name}.kernel"], weights[f"{name}.bias"] = kernel[0], bias  # (k, Ci, Co)
+            convs.append({"name": name, "stride": int(model.get_layer(name).strides[1])})
+            index += 1
+        sensors.append({"name": sensor, "start": int(piece.start), "size": int(piece.size),
+                        "convs": convs})
+    merge_convs, index = [], 1
+    while _has_layer(model, f"merge_conv{index}"):
+        name = f"merge_conv{index}"
+        if model.get_layer(name).padding != "same":
+            raise ValueError(f"{name}: the edge runtime implements 'same' merge convs")
+        kernel, bias = _fold_batchnorm(model, name)
+        weights[f"{name}.kernel"], weights[f"{name}.bias"] = kernel[0], bias  # (kh, kw, Ci, Co)
+        merge_convs.append(name)
+        index += 1
+    grus, index = [], 1
+    while _has_layer(model, f"gru{index}"):
+        name = f"gru{index}"
+        layer = model.get_layer(name)
+        cell = layer.cell
+        if not (cell.reset_after and cell.use_bias and cell.activation is keras.activations.tanh
+                and cell.recurrent_activation is keras.activations.sigmoid):
+            raise ValueError(f"{name}: the edge runtime implements GRUs with reset_after=True, "
+                             "a bias, tanh and sigmoid (the Keras defaults)")
+        weights[f"{name}.kernel"] = cell.kernel.numpy()
+        weights[f"{name}.recurrent_kernel"] = cell.recurrent_kernel.numpy()
+        weights[f"{name}.bias"] = cell.bias.numpy()
+        grus.append(name)
+        index += 1
+    dense = model.get_layer("logits")
+    weights["logits.kernel"], weights["logits.bias"] = dense.kernel.numpy(), dense.bias.numpy()
+    last = model.layers[-1]
+    head = {"name": "logits", "activation": {"Softmax": "softmax", "GaussianHead": "gaussian",
+                                             "Dense": "linear"}[type(last).__name__]}
+    if head["activation"] == "gaussian":
+        head.update(min_variance=last.min_variance, max_variance=last.max_variance)
+    graph = {"sensors": sensors, "merge_convs": merge_convs, "grus": grus, "head": head}
+    return graph, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
+
+
+def edge_keras_model(model: keras.Model, unroll: bool = False) -> keras.Model:
+    """The same model with batch size 1 (static shapes convert with builtin ops only; the
+    GRUs become a WHILE loop), and with unrolled GRUs if `unroll`."""
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] == "InputLayer":
+            layer["config"]["batch_shape"] = [1, *layer["config"]["batch_shape"][1:]]
+        elif layer["class_name"] == "GRU":
+            layer["config"]["unroll"] = unroll
+    edge = keras.Model.from_config(config)
+    edge.set_weights(model.get_weights())
+    return edge
+
+
+def convert_litert(model: keras.Model, quantize: str = "none",
+                   calibration: np.ndarray | None = None) -> bytes:
+    """LiteRT flatbuffer of `model` (batch 1, builtin ops only), optionally quantized.
+
+    The GRUs stay a loop (a 3.5x smaller flatbuffer than unrolled) except for "int8", where
+    the converter only handles unrolled GRUs.
+    """
+    import tensorflow as tf
+
+    if quantize not in QUANTIZE:
+        raise ValueError(f"quantize expected one of {QUANTIZE}. Received: {quantize!r}")
+    edge = edge_keras_model(model, unroll=quantize == "int8")
+    options: dict = {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}
+    if quantize != "none":
+        options["optimizations"] = [tf.lite.Optimize.DEFAULT]
+    if quantize == "int8":
+        if calibration is None or len(calibration) == 0:
+            raise ValueError("int8 quantization needs calibration windows (training data)")
+
+        def representative():
+            for window in calibration:
+                yield [window[None].astype(np.float32)]
+
+        options["representative_dataset"] = representative
+        options["target_spec"] = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                                    tf.lite.OpsSet.TFLITE_BUILTINS]}
+    shape = [1, *edge.input_shape[1:]]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.tflite"
+        edge.export(str(path), format="litert", verbose=False,
+                    input_signature=[tf.TensorSpec(shape, tf.float32)], **options)
+        return path.read_bytes()
+
+
+def _check_data(info: dict, data_dir: str | Path | None):
+    """(train windows, test windows, test labels) of the run's split, or None without data."""
+    data_dir = data_dir or info.get("data_path")
+    if data_dir is None or not Path(data_dir).exists():
+        return None
+    ds = load_prepared(data_dir)
+    check_compatible(info, ds)
+    train_rows, test_rows = split_indices(ds, info["split"], seed=info["config"]["train"]["seed"])
+    test_rows = labelled_rows(ds, test_rows, info["task"])[:CHECK_WINDOWS]
+    return ds.x[train_rows[:CALIBRATION_WINDOWS]], ds.x[test_rows], ds.labels(info["task"])[test_rows]
+
+
+def _score(outputs: np.ndarray, labels: np.ndarray, task: str) -> dict:
+    if task == "regression":
+        return {"mae": round(float(np.mean(np.abs(outputs[:, 0] - labels))), 5)}
+    return {"accuracy": round(float(np.mean(outputs.argmax(axis=1) == labels)), 5)}
+
+
+def _run_metrics(run: Path, info: dict) -> dict:
+    """The training, evaluation and compression numbers a user wants to see in the bundle."""
+    metrics = {"training": {**{k: info.get(k) for k in ("split", "n_train_windows",
+                                                        "epochs_run", "train_seconds")},
+                            "seed": info.get("config", {}).get("train", {}).get("seed", 0)}}
+    for key, filename in (("evaluation", "metrics.json"),
+                          ("compression", "compression_report.json")):
+        if (run / filename).exists():
+            values = json.loads((run / filename).read_text())
+            metrics[key] = {k: v for k, v in values.items()
+                            if not isinstance(v, (list, dict)) or k in ("kept_units", "kept",
+                                                                       "parameters")}
+    return metrics
+
+
+def _outputs_meaning(info: dict) -> dict:
+    layout = info.get("outputs", {}).get("layout", "probabilities")
+    description = {
+        "probabilities": "class probabilities, one per name, summing to 1",
+        "gaussian_mean_variance": "[mean per target, variance per target (target units^2)]",
+        "values": "point estimates, one per target",
+    }[layout]
+    width = int(info["outputs"]["width"])
+    n_names = width // 2 if layout == "gaussian_mean_variance" else width
+    names = info.get("class_names") or [f"target{i}" for i in range(n_names)]
+    return {"layout": layout, "width": width, "names": list(names), "description": description}
+
+
+def export_bundle(run_dir: str | Path, out_dir: str | Path, *, quantize: str = "none",
+                  data_dir: str | Path | None = None, name: str | None = None,
+                  version: str = "1", make_zip: bool = True) -> Path:
+    """Write the bundle of a run directory into `out_dir` (and `out_dir`.zip).
+
+    Args:
+        run_dir: a run made by `train` or `compress`.
+        out_dir: bundle directory (replaced if it exists).
+        quantize: "none", "dynamic" or "int8" for model.tflite; "dynamic"/"int8" need the
+            run's data (or `data_dir`) to measure the accuracy change.
+        data_dir: prepared dataset for the checks (default: the run's).
+        name, version: model name (default: the run directory's name) and version.
+        make_zip: also write ``<out_dir>.zip``.
+
+    Returns:
+        The bundle directory. The manifest's ``checks`` hold the max abs difference of the
+        NumPy runtime and of LiteRT from Keras on the run's test windows.
+    """
+    run = Path(run_dir)
+    model, info = load_run(run)
+    features = FeatureConfig.from_dict(info["features"])
+    graph, weights = graph_and_weights(model, features)
+    data = _check_data(info, data_dir)
+    if quantize != "none" and data is None:
+        raise ValueError(f"--quantize {quantize} measures the accuracy change on test data: "
+                         f"{run} does not record an existing data path; give --data")
+    calibration = data[0] if data else None
+    tflite = convert_litert(model, quantize, calibration)
+
+    out = Path(out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    np.savez(out / WEIGHTS, **weights)
+    (out / TFLITE).write_bytes(tflite)
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "format": FORMAT,
+        "model": {"name": name or run.resolve().name, "version": str(version),
+                  "task": info["task"], "kind": info.get("kind", "deepsense"),
+                  "head": info.get("head", "softmax"),
+                  "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                  "exported_by": f"deepsense {__version__}"},
+        "preprocessing": {
+            "features": features.to_dict(),
+            "sensor_axes": {s: ["x", "y", "z"][:features.n_axes] for s in features.sensors},
+            "fft_points": features.n_points,
+            "normalisation": "none: FFT (re, im) of the raw samples, linearly interpolated to "
+                             "fft_points per interval",
+            "layout": "per interval, per sensor: for each FFT bin, per axis (re, im)",
+            "padding": "an interval without enough samples is all zeros",
+        },
+        "input": {"name": "features", "shape": [features.n_intervals, features.n_features],
+                  "dtype": "float32", "tflite_shape": [1, features.n_intervals,
+                                                       features.n_features]},
+        "outputs": _outputs_meaning(info),
+        "graph": graph,
+        "weights": {k: list(v.shape) for k, v in weights.items()},
+        "parameters": {"trained": info.get("parameters", {}),
+                       "exported": int(sum(v.size for v in weights.values()))},
+        "quantization": {"tflite": quantize},
+        "metrics": _run_metrics(run, info),
+    }
+    _write_manifest(out, manifest)
+    if data is not None:
+        manifest["checks"] = _parity_checks(model, out, data, info["task"], quantize)
+        _write_manifest(out, manifest)
+    if make_zip:
+        write_zip(out)
+    return out
+
+
+def _write_manifest(out: Path, manifest: dict) -> None:
+    files = {p.name: p for p in sorted(out.iterdir()) if p.name != MANIFEST}
+    manifest["files"] = {n: {"sha256": sha256_bytes(p.read_bytes()), "bytes": p.stat().st_size}
+                         for n, p in files.items()}
+    manifest["size_bytes"] = sum(entry["bytes"] for entry in manifest["files"].values())
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _parity_checks(model: keras.Model, out: Path, data: tuple, task: str,
+                   quantize: str) -> dict:
+    """Keras vs the NumPy runtime vs LiteRT on up to CHECK_WINDOWS test windows."""
+    _, x, labels = data
+    reference = model.predict(x, batch_size=256, verbose=0)
+    bundle = read_bundle(out)
+    checks = {"windows": int(len(x)), "keras": _score(reference, labels, task)}
+    for backend in ("numpy", "litert"):
+        try:
+            outputs = EdgeModel(bundle, backend).predict(x)
+        except ValueError as exc:  # no LiteRT interpreter installed
+            checks[backend] = {"skipped": str(exc)}
+            continue
+        checks[backend] = {**_score(outputs, labels, task),
+                           "max_abs_diff": float(np.max(np.abs(outputs - reference)))}
+        if task != "regression":
+            checks[backend]["argmax_agreement"] = round(float(np.mean(
+                outputs.argmax(axis=1) == reference.argmax(axis=1))), 5)
+    if quantize != "none" and "accuracy" in checks["litert"]:
+        checks["quantization_accuracy_change"] = round(
+            checks["litert"]["accuracy"] - checks["keras"]["accuracy"], 5)
+    elif quantize != "none" and "mae" in checks["litert"]:
+        checks["quantization_mae_change"] = round(
+            checks["litert"]["mae"] - checks["keras"]["mae"], 5)
+    return checks
+
+
+def write_zip(bundle_dir: Path) -> Path:
+    """``<bundle_dir>.zip`` with the bundle's files at its root."""
+    target = bundle_dir.with_suffix(".zip")
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(bundle_dir.iterdir()):
+            archive.write(path, path.name)
+    return target

@@ -1,0 +1,112 @@
+"""Bundles of plain, RDeepSense, regression and DeepIoT-thinned runs: contents and parity."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from deepsense.data.splits import split_indices
+from deepsense.train import load_run
+from gateway.bundle import read_bundle
+from gateway.runtime import load_bundle
+
+KINDS = ("plain", "rdeepsense", "regression", "thinned")
+
+
+def _test_windows(ds, n=64):
+    _, rows = split_indices(ds, "loso:b")
+    x = ds.x[rows[:n]].copy()
+    x[0, 5:] = 0.0  # a window padded after 5 intervals
+    x[1] = 0.0      # a window with no valid interval at all
+    return x
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("backend", ["numpy", "litert"])
+def test_edge_runtimes_match_keras(kind, backend, runs, bundles, edge_data):
+    model, info = load_run(runs[kind])
+    x = _test_windows(edge_data)
+    expected = model.predict(x, verbose=0)
+    edge = load_bundle(bundles[kind], backend=backend)
+    outputs = edge.predict(x)
+    assert outputs.shape == expected.shape and outputs.dtype == np.float32
+    np.testing.assert_allclose(outputs, expected, atol=1e-4, rtol=0)
+    if info["task"] != "regression":
+        assert np.array_equal(outputs.argmax(axis=1), expected.argmax(axis=1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_manifest_describes_the_model(kind, runs, bundles):
+    _, info = load_run(runs[kind])
+    manifest = json.loads((bundles[kind] / "manifest.json").read_text())
+    assert manifest["model"]["task"] == info["task"]
+    assert manifest["preprocessing"]["features"] == info["features"]
+    assert manifest["input"]["shape"] == [20, 120]
+    layout = manifest["outputs"]["layout"]
+    assert layout == ("gaussian_mean_variance" if kind == "regression" else "probabilities")
+    assert manifest["outputs"]["width"] == (2 if kind == "regression" else 6)
+    # BatchNorm is folded into the convs: its 4 vectors per conv are gone.
+    assert 0 < manifest["parameters"]["exported"] < manifest["parameters"]["trained"]["total"]
+    assert not any("_bn" in name for name in manifest["weights"])
+    assert set(manifest["files"]) == {"weights.npz", "model.tflite"}
+    checks = manifest["checks"]
+    assert checks["numpy"]["max_abs_diff"] <= 1e-4 and checks["litert"]["max_abs_diff"] <= 1e-4
+    if kind == "thinned":
+        assert "compression" in manifest["metrics"]
+
+
+@pytest.mark.slow
+def test_thinned_bundle_is_smaller_and_counts_match(runs, bundles):
+    plain = json.loads((bundles["plain"] / "manifest.json").read_text())
+    thinned = json.loads((bundles["thinned"] / "manifest.json").read_text())
+    assert thinned["parameters"]["exported"] < plain["parameters"]["exported"]
+    assert thinned["files"]["weights.npz"]["bytes"] < plain["files"]["weights.npz"]["bytes"]
+    weights = read_bundle(bundles["thinned"]).weights
+    assert sum(w.size for w in weights.values()) == thinned["parameters"]["exported"]
+
+
+@pytest.mark.slow
+def test_weights_load_without_pickle_and_zip_matches_directory(bundles):
+    directory = bundles["plain"]
+    with np.load(directory / "weights.npz", allow_pickle=False) as npz:
+        assert all(npz[name].dtype == np.float32 for name in npz.files)
+    with zipfile.ZipFile(directory.with_suffix(".zip")) as archive:
+        assert sorted(archive.namelist()) == ["manifest.json", "model.tflite", "weights.npz"]
+    assert read_bundle(directory.with_suffix(".zip")).sha256 == read_bundle(directory).sha256
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantize", ["dynamic", "int8"])
+def test_quantized_bundles_record_their_accuracy_change(quantize, runs, edge_work, edge_data):
+    from deepsense.export import export_bundle
+
+    out = export_bundle(runs["plain"], edge_work / f"q-{quantize}", quantize=quantize)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["quantization"]["tflite"] == quantize
+    checks = manifest["checks"]
+    assert checks["quantization_accuracy_change"] == pytest.approx(
+        checks["litert"]["accuracy"] - checks["keras"]["accuracy"], abs=1e-4)
+    edge = load_bundle(out, backend="litert")
+    model, _ = load_run(runs["plain"])
+    x = _test_windows(edge_data)
+    outputs, expected = edge.predict(x), model.predict(x, verbose=0)
+    assert np.all(np.isfinite(outputs)) and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-2)
+    # Quantization perturbs the outputs a little, not wildly (tiny model: loose bound).
+    assert np.max(np.abs(outputs - expected)) < 0.2
+
+
+@pytest.mark.slow
+def test_quantize_without_data_is_refused(runs, tmp_path):
+    import shutil
+
+    from deepsense.export import export_bundle
+
+    run = shutil.copytree(runs["plain"], tmp_path / "run")
+    info = json.loads((run / "run.json").read_text())
+    info["data_path"] = str(tmp_path / "gone")
+    (run / "run.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="give --data"):
+        export_bundle(run, tmp_path / "bundle", quantize="dynamic")
