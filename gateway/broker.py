@@ -9,7 +9,6 @@ amqtt, pure Python, MQTT 3.1.1, several times slower (for trying things out, not
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import getpass
 import hashlib
@@ -18,7 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,51 +178,58 @@ class Mosquitto:
         self.stop()
 
 
+_AMQTT_MAIN = """
+import asyncio, sys
+from amqtt.broker import Broker
+
+async def main(host, port):
+    config = {"listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
+              "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
+                          {"allow_anonymous": True}}}
+    broker = Broker(config)
+    await broker.start()
+    await asyncio.Event().wait()
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
 class EmbeddedBroker:
-    """amqtt in a background thread on a loopback port (MQTT 3.1.1, anonymous, in memory)."""
+    """amqtt (pure Python, MQTT 3.1.1, anonymous, in memory) in a child process on loopback.
+
+    A child process keeps amqtt's event loop and its warnings out of the caller, and can be
+    stopped like Mosquitto.
+    """
 
     def __init__(self, port: int | None = None, host: str = "127.0.0.1"):
+        require("amqtt.broker", "broker")
         self.host = host
         self.port = port or free_port(host)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._broker = None
+        self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
 
-    def start(self, timeout_s: float = 10.0) -> "EmbeddedBroker":
-        Broker = require("amqtt.broker", "broker").Broker
-
-        config = {"listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
-                  "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
-                              {"allow_anonymous": True}}}
-        started = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._broker = Broker(config, loop=self._loop)
-            self._loop.run_until_complete(self._broker.start())
-            started.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="amqtt-broker", daemon=True)
-        self._thread.start()
-        if not started.wait(timeout_s) or not wait_for_port(self.host, self.port, timeout_s):
-            raise RuntimeError(f"embedded broker did not start on {self.host}:{self.port}")
+    def start(self, timeout_s: float = 15.0) -> "EmbeddedBroker":
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _AMQTT_MAIN, self.host, str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait_for_port(self.host, self.port, timeout_s):
+            self.stop()
+            raise RuntimeError(f"embedded broker did not listen on {self.host}:{self.port} "
+                               f"within {timeout_s} s")
         return self
 
     def stop(self) -> None:
-        if self._loop is None:
-            return
-        future = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop)
-        future.result(10.0)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10.0)
-        self._loop.close()
-        self._loop = None
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     def __enter__(self) -> "EmbeddedBroker":
         return self.start()

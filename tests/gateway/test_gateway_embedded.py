@@ -16,8 +16,6 @@ pytest.importorskip("amqtt", reason="amqtt not installed (pip install '.[demo]')
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore::ResourceWarning")
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_embedded_broker_serves_a_prediction(bundle, prefix, collect):
     with EmbeddedBroker() as broker:
         collector = collect(broker.url, f"{prefix}/+/prediction")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import time
 from types import SimpleNamespace
 
 import numpy as np
