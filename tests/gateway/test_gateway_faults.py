@@ -94,7 +94,6 @@ def test_fault_serve_flushes_on_sigterm(broker, bundle, held_out_recording, pref
                                         tmp_path):
     expected = _expected_ids(bundle, held_out_recording, "phone1")
     collector = collect(broker.url, f"{prefix}/#")
-    held_out_recording.target = None    # read_sensor_csv fails on an all-numeric target column
     data = write_sensor_csv([held_out_recording], tmp_path / "walk.csv")
     serve = subprocess.Popen(
         [sys.executable, "-m", "deepsense.cli", "serve", "--bundle", str(bundle),

@@ -31,7 +31,6 @@ def test_stream_live_equals_file(tmp_path, rng, stride_s):
     spec = SyntheticSpec(n_users=1, devices=("s3_1",), seconds_per_activity=24.0, n_gaps=2,
                          max_gap_s=2.0, seed=3)
     recording = make_recording(spec, "a", "s3_1", "walk")
-    recording.target = None   # read_sensor_csv fails on an all-numeric target column (data layer)
     path = write_sensor_csv([recording], tmp_path / "rec.csv")
     (recording,), _ = read_sensor_csv(path)
     config = FeatureConfig(stride_s=stride_s)
