@@ -101,7 +101,7 @@ def _write_history(history: list[dict], path: Path) -> None:
 
 def compress_run(model_dir: str | Path, out_dir: str | Path, *, data_dir: str | Path | None = None,
                  settings: CompressSettings = CompressSettings(),
-                 schedule: CompressionSchedule = ThresholdSchedule(step_interval=12),
+                 schedule: CompressionSchedule = ThresholdSchedule(step_interval=40),
                  fine_tuning: FineTuneSettings = FineTuneSettings(distill_weight=0.5),
                  progress: Callable[[dict], None] | None = None, verbose: int = 0) -> dict:
     """Compress a run's model, fine-tune the thinned model and write a run directory.
