@@ -5,6 +5,7 @@ installed, not imported. Needs the package index (or pip's cache) like any insta
 """
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ import pytest
 from deepsense.train import load_run
 
 REPO = Path(__file__).resolve().parents[2]
+PROJECT_FILES = ("setup.cfg", "pyproject.toml", "README.md", "deepsense", "rdeepsense",
+                 "deepiot", "gateway")
 
 CHECK = """
 import json, sys, importlib.util
@@ -36,8 +39,14 @@ def test_a_bundle_runs_in_a_fresh_edge_only_venv(runs, bundles, edge_data, tmp_p
     venv = tmp_path / "edge-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
+    source = tmp_path / "source"  # a copy, so the build leaves nothing in the checkout
+    source.mkdir()
+    for name in PROJECT_FILES:
+        copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy2
+        copy(REPO / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                            if (REPO / name).is_dir() else {}))
     install = subprocess.run([str(python), "-m", "pip", "install", "-q",
-                              "--disable-pip-version-check", f"{REPO}[edge]"],
+                              "--disable-pip-version-check", f"{source}[edge]"],
                              capture_output=True, text=True, timeout=900)
     assert install.returncode == 0, install.stderr[-3000:]
 
