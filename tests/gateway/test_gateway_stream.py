@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from deepsense.data.csv_format import read_sensor_csv, write_sensor_csv
 from deepsense.data.features import FeatureConfig, make_windows
@@ -89,3 +91,23 @@ def test_stream_long_gap_costs_no_empty_windows():
     windows = stream.ready_windows(flush=True)
     assert [w.start_s for w in windows] == [0.0, 1.0, 1e7]
     assert windows[2].index == 10_000_000
+
+
+_times = st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=1, max_size=30)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["acc", "gyro"]), _times), max_size=12))
+def test_stream_fuzz_any_timestamps_never_break_it(messages):
+    config = FeatureConfig(n_intervals=4, min_valid_intervals=1)
+    stream = DeviceStream("d1", config, max_jump_s=50.0)
+    cut = []
+    for sensor, times in messages:
+        t = np.array(times)
+        result = stream.add(sensor, t, np.ones((t.size, 3)))
+        assert result.n_kept + sum(result.refused.values()) == t.size
+        cut += stream.ready_windows()
+    cut += stream.ready_windows(flush=True)
+    indices = [w.index for w in cut]
+    assert indices == sorted(set(indices))
+    assert all(np.all(np.isfinite(w.x)) and w.x.shape == (4, 120) for w in cut)
