@@ -83,7 +83,7 @@ class Gateway:
         self._update_lock = threading.Lock()
         self._updating = False
         self._announcement: bytes | None = None
-        self._applied_updates: set[str] = set()
+        self._announced_sha: str | None = None    # zip sha256 of the update now serving
         self._updates_tmp: tempfile.TemporaryDirectory | None = None
         self._last_status_s = 0.0
         self._last_idle_check_s = 0.0
@@ -136,7 +136,8 @@ class Gateway:
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         """Network thread: never blocks, never parses."""
         if message.topic == self.topics.model:
-            self._start_update(bytes(message.payload))
+            if message.payload:            # empty: a retained announcement being cleared
+                self._start_update(bytes(message.payload))
             return
         try:
             self.inbox.put_nowait((message.topic, bytes(message.payload), time.monotonic()))
@@ -353,14 +354,14 @@ class Gateway:
     def _apply_update(self, payload: bytes) -> None:
         try:
             announcement = read_announcement(payload)
-            if announcement["sha256"] in self._applied_updates:
-                return
+            if announcement["sha256"] == self._announced_sha:
+                return                     # the same retained announcement, re-delivered
             if self.config.updates_dir is None and self._updates_tmp is None:
                 self._updates_tmp = tempfile.TemporaryDirectory(prefix="deepsense-updates-")
             out_dir = self.config.updates_dir or self._updates_tmp.name
             path = fetch_bundle(announcement, out_dir, self.config.max_bundle_bytes)
             model = load_update(path, self.model)
-            self._applied_updates.add(announcement["sha256"])
+            self._announced_sha = announcement["sha256"]
             with self._update_lock:
                 self._next_model = model
             log.info("model update %s %s (%s) verified; swapping in", model.name, model.version,
