@@ -30,10 +30,19 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 GROUPS = {"g1": "phone1", "g2": "phone2"}        # device group -> its device
 
 
-def _bridge_lines(name: str, remote: Mosquitto, pattern: str) -> list[str]:
-    """A Mosquitto bridge to `remote` sharing `pattern` both ways at QoS 1 (mosquitto.conf(5))."""
+#: Bridge topic lines (mosquitto.conf(5)): everything under the prefix both ways, or only
+#: what each side needs (README "Fleets"). Groups are the level after the prefix.
+BRIDGE_TOPICS = {
+    "both": ["{p}/# both 1"],
+    "split": ["{p}/+/+/raw/+ out 1", "{p}/+/+/prediction in 1", "{p}/+/+/error in 1",
+              "{p}/+/gateway/# both 1", "{p}/bridge-probe both 1"],
+}
+
+
+def _bridge_lines(name: str, remote: Mosquitto, topics: list[str]) -> list[str]:
+    """A Mosquitto bridge to `remote` sharing `topics` at QoS 1."""
     return [f"connection {name}", f"address {remote.host}:{remote.port}",
-            f"remote_clientid {name}", f"topic {pattern} both 1", "cleansession false",
+            f"remote_clientid {name}", *(f"topic {t}" for t in topics), "cleansession false",
             "bridge_protocol_version mqttv311", "try_private true", "restart_timeout 1",
             "notifications false"]
 
@@ -59,12 +68,14 @@ def _wait_bridged(a: Mosquitto, b: Mosquitto, topic: str, timeout_s: float = 15.
 
 
 @pytest.fixture
-def bridged(mosquitto_binary, tmp_path, prefix):
-    """(A, B): two Mosquittos on loopback, A bridged to B for every topic under `prefix`."""
+def bridged(mosquitto_binary, tmp_path, prefix, request):
+    """(A, B): two Mosquittos on loopback, A bridged to B for the topics under `prefix`
+    (`BRIDGE_TOPICS[request.param]`, default "both")."""
+    topics = [t.format(p=prefix) for t in BRIDGE_TOPICS[getattr(request, "param", "both")]]
     b = Mosquitto(tmp_path / "broker-b", binary=mosquitto_binary).start()
     a = Mosquitto(tmp_path / "broker-a", binary=mosquitto_binary)
     a.conf_path.write_text(a.config_text()
-                           + "\n".join(_bridge_lines("bridge-a-b", b, f"{prefix}/#")) + "\n")
+                           + "\n".join(_bridge_lines("bridge-a-b", b, topics)) + "\n")
     a.start()
     try:
         _wait_bridged(a, b, f"{prefix}/bridge-probe")
@@ -90,6 +101,7 @@ def _eventually(predicate, timeout_s: float = 20.0) -> bool:
     return predicate()
 
 
+@pytest.mark.parametrize("bridged", sorted(BRIDGE_TOPICS), indirect=True)
 def test_bridge_every_window_arrives_across_two_bridged_brokers(
         bridged, bundle, held_out_recording, prefix, collect):
     a, b = bridged
