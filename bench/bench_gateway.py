@@ -6,8 +6,9 @@
 N simulated devices stream acc + gyro at 100 Hz each (0.1 s of one sensor per message: 20
 messages and 200 samples per device per second) to a Mosquitto on loopback, with the
 recommended settings of gateway/mosquitto.conf. The gateway (`deepsense serve`, NumPy
-runtime) runs in its own process pinned to core 0 (`taskset -c 0`); the publisher and the
-prediction subscriber run in other processes on the other core. Per N:
+or LiteRT runtime) runs in its own process pinned to core 0 (`taskset -c 0`); the publisher
+runs in another process on core 1. Device clocks are offset by k/N of a window, so windows
+of different devices end at different times (as real devices do). Per N:
 
 - samples/s and messages/s the gateway ingested (its own counters, from its final status);
 - windows/s predicted (5 s windows: 0.2 windows/s per device);
@@ -19,7 +20,7 @@ prediction subscriber run in other processes on the other core. Per N:
 - the gateway's CPU use (user + system time / wall time, of its one core).
 
 The broker ceiling: the same publisher, as fast as it can, to a plain subscriber (no
-inference), 20,000 QoS 1 messages of 10 samples.
+inference), 20,000 QoS 1 messages of 10 samples (one Python publisher: it may be the limit).
 
 Without --bundle, a DeepSense of the width DeepIoT leaves (16 conv filters, GRU 24; a
 stand-in for a thinned bundle, trained 1 epoch: accuracy is irrelevant to throughput) is
@@ -38,7 +39,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -74,14 +74,21 @@ def make_bundle(work: Path) -> Path:
     return export_bundle(run, work / "bundle", name="bench-thin")
 
 
-def _publish(url: str, n_devices: int, seconds: float, start_wall: float, out: str,
-             as_fast_as_possible: bool) -> None:
+def phase_s(device: int, n_devices: int, window_s: float) -> float:
+    """Clock offset of a device: windows of different devices end at different times."""
+    return device * window_s / n_devices
+
+
+def _publish(url: str, prefix: str, n_devices: int, seconds: float, start_wall: float, out: str,
+             as_fast_as_possible: bool, window_s: float) -> None:
     """Child process: every device's acc and gyro batches; saves (batch, device, sensor) times."""
+    from gateway.replay import AckCounter
+
     if os.cpu_count() > 1:
         os.sched_setaffinity(0, {1})
     client = connect_client(url, f"bench-pub-{os.getpid()}")
-    acked = threading.Semaphore(0)
-    client.on_publish = lambda *a: acked.release()
+    acked = AckCounter()
+    client.on_publish = acked.on_publish
     per_batch = int(RATE_HZ * BATCH_S)
     n_batches = int(round(seconds / BATCH_S))
     rng = np.random.default_rng(0)
@@ -96,13 +103,12 @@ def _publish(url: str, n_devices: int, seconds: float, start_wall: float, out: s
                 if delay > 0:
                     time.sleep(delay)
             for s, (sensor, offset) in enumerate(OFFSETS_S.items()):
-                t = (k * per_batch + base) / RATE_HZ + offset
+                t = (k * per_batch + base) / RATE_HZ + offset + phase_s(d, n_devices, window_s)
                 values = np.sin(t[:, None] * (2.0 + d % 7)) + noise[(k + d + s) % 64]
-                client.publish(f"{PREFIX}/dev{d}/raw/{sensor}", encode_samples(t, values), qos=1)
+                client.publish(f"{prefix}/dev{d}/raw/{sensor}", encode_samples(t, values), qos=1)
                 sent[k, d, s] = time.time()
                 n_sent += 1
-    for _ in range(n_sent):
-        acked.acquire(timeout=30)
+    acked.wait(n_sent, 120)
     client.disconnect()
     client.loop_stop()
     np.save(out, sent)
@@ -113,7 +119,7 @@ class Subscriber:
 
     def __init__(self, url: str, topic: str, client_id: str):
         self.received: list[tuple[str, bytes, float]] = []
-        self.client = connect_client(url, client_id, clean_session=False)
+        self.client = connect_client(url, client_id)
         self.client.on_message = lambda c, u, m: self.received.append(
             (m.topic, bytes(m.payload), time.time()))
         self.client.subscribe(topic, qos=1)
@@ -124,24 +130,26 @@ class Subscriber:
         self.client.loop_stop()
 
 
-def _run_publisher(url: str, n_devices: int, seconds: float, work: Path,
-                   as_fast_as_possible: bool = False) -> tuple[np.ndarray, float]:
-    out = work / f"sent-{n_devices}.npy"
+def _run_publisher(url: str, prefix: str, n_devices: int, seconds: float, work: Path,
+                   window_s: float, as_fast_as_possible: bool = False) -> tuple[np.ndarray, float]:
+    out = work / f"sent-{prefix.replace('/', '-')}.npy"
     start_wall = time.time() + 1.0
     ctx = multiprocessing.get_context("spawn")
-    child = ctx.Process(target=_publish, args=(url, n_devices, seconds, start_wall, str(out),
-                                               as_fast_as_possible))
+    child = ctx.Process(target=_publish, args=(url, prefix, n_devices, seconds, start_wall,
+                                               str(out), as_fast_as_possible, window_s))
     child.start()
     child.join()
     return np.load(out), start_wall
 
 
 def broker_ceiling(broker: Mosquitto, work: Path, n_messages: int = 20_000) -> dict:
-    sub = Subscriber(broker.url, f"{PREFIX}/+/raw/+", "bench-ceiling")
+    prefix = f"{PREFIX}/ceiling"
+    sub = Subscriber(broker.url, f"{prefix}/+/raw/+", "bench-ceiling")
     try:
         n_devices = 100
         seconds = n_messages / (2 * n_devices) * BATCH_S
-        sent, _ = _run_publisher(broker.url, n_devices, seconds, work, as_fast_as_possible=True)
+        sent, _ = _run_publisher(broker.url, prefix, n_devices, seconds, work, 5.0,
+                                 as_fast_as_possible=True)
         deadline = time.time() + 60
         while len(sub.received) < sent.size and time.time() < deadline:
             time.sleep(0.05)
@@ -152,23 +160,65 @@ def broker_ceiling(broker: Mosquitto, work: Path, n_messages: int = 20_000) -> d
         sub.close()
 
 
+def cpu_costs(bundle: Path, n_devices: int = 100, seconds: float = 10.0) -> dict:
+    """CPU time (not wall: robust to other load) of the gateway's steps, in this process.
+
+    Ingest: parse + per-device stream + window cutting per message; inference per window at
+    batch 1 and batched, per runtime.
+    """
+    from gateway.messages import parse_samples
+    from gateway.stream import DeviceStream
+
+    model = load_bundle(bundle)
+    rng = np.random.default_rng(0)
+    messages = [(d, sensor, encode_samples(
+                    (k * 10 + np.arange(10)) / RATE_HZ + off + phase_s(d, n_devices, 5.0),
+                    rng.standard_normal((10, 3))))
+                 for k in range(int(seconds / BATCH_S)) for d in range(n_devices)
+                 for sensor, off in OFFSETS_S.items()]
+    streams = [DeviceStream(f"d{d}", model.features) for d in range(n_devices)]
+    windows = []
+    started = time.process_time()
+    for d, sensor, payload in messages:
+        t, values = parse_samples(payload)
+        streams[d].add(sensor, t, values)
+        windows += streams[d].ready_windows()
+    costs = {"ingest_us_per_message": 1e6 * (time.process_time() - started) / len(messages)}
+    x = np.stack([w.x for w in windows])
+    for backend in ("numpy", "litert"):
+        try:
+            runtime = load_bundle(bundle, backend=backend)
+        except (ImportError, ValueError):
+            continue
+        started = time.process_time()
+        for window in x:
+            runtime.predict(window[None])
+        middle = time.process_time()
+        runtime.predict(x)
+        costs[f"{backend}_ms_per_window"] = 1e3 * (middle - started) / len(x)
+        costs[f"{backend}_ms_per_window_batched"] = 1e3 * (time.process_time() - middle) / len(x)
+    return costs
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def gateway_run(broker: Mosquitto, bundle: Path, n_devices: int, seconds: float,
-                work: Path, window_s: float) -> dict:
+                work: Path, window_s: float, backend: str) -> dict:
+    prefix = f"{PREFIX}/{backend}{n_devices}"      # no stale session of an earlier run matches
     config = work / "gateway.toml"
-    config.write_text(f'[gateway]\nbroker = "{broker.url}"\ntopic_prefix = "{PREFIX}"\n'
+    config.write_text(f'[gateway]\nbroker = "{broker.url}"\ntopic_prefix = "{prefix}"\n'
                       f'gateway_id = "bench"\nmax_devices = 100000\nqueue_size = 1000000\n'
                       f'status_interval_s = 1.0\nidle_flush_s = 600.0\n')
     command = [sys.executable, "-m", "deepsense.cli", "serve", "--bundle", str(bundle),
-               "--config", str(config), "--client-id", f"bench-gw-{n_devices}"]
+               "--config", str(config), "--client-id", f"bench-gw-{backend}{n_devices}",
+               "--backend", backend]
     if shutil.which("taskset") and os.cpu_count() > 1:
         command = ["taskset", "-c", "0", *command]
-    predictions = Subscriber(broker.url, f"{PREFIX}/+/prediction", f"bench-pred-{n_devices}")
-    status = Subscriber(broker.url, f"{PREFIX}/gateway/bench/status", f"bench-st-{n_devices}")
+    predictions = Subscriber(broker.url, f"{prefix}/+/prediction", f"bench-pred-{prefix}")
+    status = Subscriber(broker.url, f"{prefix}/gateway/bench/status", f"bench-st-{prefix}")
     gateway = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
     try:
@@ -179,7 +229,8 @@ def gateway_run(broker: Mosquitto, bundle: Path, n_devices: int, seconds: float,
                                                                       if gateway.poll() else ""))
             time.sleep(0.1)
         cpu0, wall0 = cpu_seconds(gateway.pid), time.time()
-        sent, start_wall = _run_publisher(broker.url, n_devices, seconds, work)
+        sent, start_wall = _run_publisher(broker.url, prefix, n_devices, seconds, work,
+                                          window_s)
         time.sleep(2.0)                                   # last windows in flight
         cpu = (cpu_seconds(gateway.pid) - cpu0) / (time.time() - wall0)
         gateway.send_signal(signal.SIGTERM)
@@ -193,7 +244,7 @@ def gateway_run(broker: Mosquitto, bundle: Path, n_devices: int, seconds: float,
         status.close()
     final = json.loads(status.received[-1][1])
     per_batch = int(RATE_HZ * BATCH_S)
-    last_t = (sent.shape[0] * per_batch - 1) / RATE_HZ
+    last_t = (sent.shape[0] * per_batch - 1) / RATE_HZ       # acc, relative to its phase
     n_complete = int(np.floor((last_t - 1e-6 - window_s) / window_s + 1e-9)) + 1
     latencies, seen = [], set()
     for _, payload, t_recv in predictions.received:
@@ -202,11 +253,12 @@ def gateway_run(broker: Mosquitto, bundle: Path, n_devices: int, seconds: float,
         device, end = int(p["device_id"][3:]), p["window_end_s"]
         if p["window_index"] >= n_complete:
             continue
-        done = max(sent[int(np.ceil((end - off + 1e-6) * RATE_HZ)) // per_batch, device, s]
-                   for s, off in enumerate(OFFSETS_S.values()))
+        phase = phase_s(device, n_devices, window_s)
+        done = max(sent[int(np.ceil((end - off - phase + 1e-6) * RATE_HZ)) // per_batch,
+                        device, s] for s, off in enumerate(OFFSETS_S.values()))
         latencies.append(1000 * (t_recv - done))
-    expected = {f"dev{d}@{k * window_s + OFFSETS_S['acc']:.3f}" for d in range(n_devices)
-                for k in range(n_complete)}
+    expected = {f"dev{d}@{phase_s(d, n_devices, window_s) + k * window_s:.3f}"
+                for d in range(n_devices) for k in range(n_complete)}
     counters = final["counters"]
     duration = sent.max() - start_wall
     return {"devices": n_devices, "samples_per_s": counters.get("samples", 0) / duration,
@@ -215,7 +267,7 @@ def gateway_run(broker: Mosquitto, bundle: Path, n_devices: int, seconds: float,
             "windows_lost": len(expected - seen),
             "p50_ms": float(np.percentile(latencies, 50)) if latencies else float("nan"),
             "p99_ms": float(np.percentile(latencies, 99)) if latencies else float("nan"),
-            "cpu": cpu, "refused": sum(v for k, v in counters.items()
+            "cpu": cpu, "load": os.getloadavg()[0], "refused": sum(v for k, v in counters.items()
                                        if k.startswith("refused_") or k == "queue_full")}
 
 
@@ -224,36 +276,50 @@ def main() -> None:
     parser.add_argument("--devices", type=int, nargs="+", default=[25, 50, 100, 200])
     parser.add_argument("--seconds", type=float, default=30.0, help="streaming time per N")
     parser.add_argument("--bundle", type=Path, help="a thinned bundle (default: make one)")
+    parser.add_argument("--backends", nargs="+", default=["numpy"], choices=["numpy", "litert"])
     args = parser.parse_args()
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     bundle = args.bundle or make_bundle(work)
     model = load_bundle(bundle)
+    costs = cpu_costs(bundle)
+    print(json.dumps(costs), flush=True)
     with Mosquitto(work / "broker") as broker:
         ceiling = broker_ceiling(broker, work)
         rows = []
-        for n in args.devices:
-            r = gateway_run(broker, bundle, n, args.seconds, work, model.features.window_s)
-            rows.append(r)
-            print(json.dumps(r), flush=True)
+        for backend in args.backends:
+            for n in args.devices:
+                r = gateway_run(broker, bundle, n, args.seconds, work, model.features.window_s,
+                                backend)
+                rows.append({"backend": backend, **r})
+                print(json.dumps(rows[-1]), flush=True)
     table = markdown_table(
-        ["devices", "samples/s in", "windows/s out", "p50 latency ms", "p99 latency ms",
-         "messages lost", "windows lost", "refused", "gateway CPU (1 core)"],
-        [[r["devices"], f"{r['samples_per_s']:,.0f}", f"{r['windows_per_s']:.1f}",
+        ["runtime", "devices", "samples/s in", "windows/s out", "p50 latency ms", "p99 latency ms",
+         "messages lost", "windows lost", "refused", "gateway CPU (1 core)",
+         "machine load (1 min)"],
+        [[r["backend"], r["devices"], f"{r['samples_per_s']:,.0f}", f"{r['windows_per_s']:.1f}",
           f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", r["messages_lost"], r["windows_lost"],
-          r["refused"], f"{100 * r['cpu']:.0f}%"] for r in rows])
-    ok = [r for r in rows if r["p99_ms"] < 100 and r["messages_lost"] == 0
-          and r["windows_lost"] == 0]
+          r["refused"], f"{100 * r['cpu']:.0f}%", f"{r['load']:.1f}"] for r in rows])
+    ok = [f"{r['devices']} ({r['backend']})" for r in rows if r["p99_ms"] < 100
+          and r["messages_lost"] == 0 and r["windows_lost"] == 0]
     params = model.manifest.get("parameters", {})
-    body = (f"Bundle: {model.name}, {params.get('exported', '?')} parameters, NumPy runtime. "
+    body = (f"Bundle: {model.name}, {params.get('exported', '?')} parameters. "
             f"{args.seconds:.0f} s of streaming per row; 100 Hz acc + gyro per device, 0.1 s "
             f"per message; gateway pinned to core 0.\n\n{table}\n\n"
             f"Broker ceiling (publisher -> subscriber, no inference, QoS 1, 10 samples per "
             f"message): {ceiling['msgs_per_s']:,.0f} messages/s "
             f"({10 * ceiling['msgs_per_s']:,.0f} samples/s), {ceiling['received']} of "
             f"{ceiling['messages']} received.\n\n"
+            f"CPU per step (process time, 100 devices): ingest (parse, stream, cut windows) "
+            f"{costs['ingest_us_per_message']:.0f} us per message = "
+            f"{costs['ingest_us_per_message'] * 2000 / 1e4:.0f}% of a core at 100 devices "
+            f"(2,000 messages/s); inference per window "
+            + ", ".join(f"{b} {costs[f'{b}_ms_per_window']:.2f} ms at batch 1, "
+                        f"{costs[f'{b}_ms_per_window_batched']:.2f} ms batched"
+                        for b in ("numpy", "litert") if f"{b}_ms_per_window" in costs)
+            + " (100 devices: 20 windows/s).\n\n"
             f"Largest N meeting the goal (p99 < 100 ms, nothing lost): "
-            f"{max((r['devices'] for r in ok), default='none')}. "
+            f"{', '.join(ok) or 'none'}. "
             f"Total benchmark time {time.perf_counter() - started:.0f} s.")
     write_section("MQTT gateway under load (issue 6)",
                   "PYTHONPATH=. .venv/bin/python bench/bench_gateway.py " + " ".join(sys.argv[1:]),

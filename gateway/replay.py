@@ -181,7 +181,7 @@ def replay(messages: Sequence[Message], client: mqtt.Client, *, speed: float = 1
     Waits up to `timeout_s` after the last message for the broker's acknowledgements.
     `on_sent(message, wall_time_s)` is called after each publish (benchmarks).
     """
-    acked = _AckCounter()
+    acked = AckCounter()
     client.on_publish = acked.on_publish
     started = time.monotonic()
     n_samples = 0
@@ -198,7 +198,9 @@ def replay(messages: Sequence[Message], client: mqtt.Client, *, speed: float = 1
     return ReplayReport(len(messages), n_samples, time.monotonic() - started, missing)
 
 
-class _AckCounter:
+class AckCounter:
+    """Counts QoS 1 acknowledgements (a paho VERSION2 on_publish) and waits for a number."""
+
     def __init__(self) -> None:
         self.n = 0
         self._cond = threading.Condition()
