@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -92,7 +93,7 @@ def _read_recordings(args: argparse.Namespace) -> tuple[list, list[dict], list[s
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from deepsense.data.prepared import prepare_recordings, save_prepared
+    from deepsense.data.prepared import prepare_recordings, prepare_to_shards, save_prepared
 
     features = _run_config(args).features
     started = time.perf_counter()
@@ -100,18 +101,25 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     for report in reports:
         if report.rows_skipped:
             print(report.summary(), file=sys.stderr)
-    dataset = prepare_recordings(recordings, features, augment_copies=args.augment,
-                                 seed=args.seed, activity_names=classes,
-                                 progress=_progress("windows"))
-    dataset.info.update({"source": args.source, "input": args.input, "test_input": args.test_input,
-                         "reports": [r.to_dict() for r in reports]})
-    out = save_prepared(dataset, args.out)
-    n_orig = int((dataset.copy == 0).sum())
-    print(f"prepared {n_orig} windows (+{len(dataset) - n_orig} augmented) from "
+    provenance = {"source": args.source, "input": args.input, "test_input": args.test_input,
+                  "reports": [r.to_dict() for r in reports]}
+    settings = {"augment_copies": args.augment, "seed": args.seed, "activity_names": classes,
+                "progress": _progress("windows")}
+    if args.shard_windows:
+        out = prepare_to_shards(recordings, features, args.out, shard_windows=args.shard_windows,
+                                info=provenance, **settings)
+    else:
+        dataset = prepare_recordings(recordings, features, **settings)
+        dataset.info.update(provenance)
+        out = save_prepared(dataset, args.out)
+    meta = json.loads((out / "dataset.json").read_text())
+    n_orig, n_all = meta["n_original_windows"], meta["n_windows"]
+    shards = f" in {len(meta['shards'])} shards" if "shards" in meta else ""
+    print(f"prepared {n_orig} windows (+{n_all - n_orig} augmented){shards} from "
           f"{len(recordings)} recordings in {time.perf_counter() - started:.1f} s -> {out}")
     print(f"  window {features.n_intervals} x {features.interval_s} s, "
-          f"{features.n_features} features; activities {dataset.activity_names}; "
-          f"users {dataset.user_names}; {dataset.info['n_windows_dropped']} windows dropped "
+          f"{features.n_features} features; activities {meta['activity_names']}; "
+          f"users {meta['user_names']}; {meta['info']['n_windows_dropped']} windows dropped "
           f"(< {features.min_valid_intervals} valid intervals)")
     return 0
 
@@ -123,6 +131,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from deepsense.train import fit
 
     config = _run_config(args)
+    if args.workers:
+        os.environ["TF_CONFIG"] = json.dumps({
+            "cluster": {"worker": args.workers.split(",")},
+            "task": {"type": "worker", "index": args.worker_index}})
     dataset = load_prepared(args.data)
     if config.train.head == "rdeepsense":
         from rdeepsense.train import fit_rdeepsense as fit
@@ -290,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-input", help=".ts test file (the source's own split)")
     p.add_argument("--sample-rate-hz", type=float, help="sampling rate of a .ts file")
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--shard-windows", type=int, metavar="N",
+                   help="stream to shards of N windows (datasets larger than memory)")
     p.add_argument("--augment", type=int, default=0, metavar="K",
                    help="add K noisy copies of every window for training (released code: 9)")
     p.add_argument("--on-error", choices=("raise", "skip"),
@@ -313,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="softmax: plain DeepSense; rdeepsense: calibrated uncertainty in one pass")
     p.add_argument("--scoring-weight", type=float, metavar="W",
                    help="rdeepsense loss: W * NLL + (1 - W) * Brier (or MSE); default 0.25")
+    p.add_argument("--workers", metavar="HOST:PORT,...",
+                   help="multi-worker training: every worker's address, same list on each "
+                        "(or set TF_CONFIG)")
+    p.add_argument("--worker-index", type=int, default=0,
+                   help="this process's position in --workers (0 writes the run directory)")
     _add_config_args(p)
     p.set_defaults(handler=cmd_train)
 

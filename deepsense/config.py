@@ -90,6 +90,8 @@ class TrainConfig:
         early_stopping_patience: epochs without validation improvement before stopping.
         augment: use the augmented copies written by `prepare --augment` for training.
         seed: seeds Python, NumPy and TensorFlow.
+        steps_per_epoch: batches per epoch; None: one pass over the training windows (cap
+            it for datasets far larger than an epoch should be).
         head: output head and loss: "softmax" (plain DeepSense: softmax + cross-entropy, or
             linear + MSE for regression) or "rdeepsense" (uncertainty head trained with a
             proper scoring rule; see rdeepsense/).
@@ -110,6 +112,7 @@ class TrainConfig:
     early_stopping_patience: int = 10
     augment: bool = True
     seed: int = 0
+    steps_per_epoch: int | None = None
     head: str = "softmax"
     scoring_weight: float = 0.25
 
@@ -121,6 +124,8 @@ class TrainConfig:
                               f"Received: {self.validation_fraction}")
         for name in ("epochs", "batch_size", "early_stopping_patience"):
             _check_positive(name, getattr(self, name))
+        if self.steps_per_epoch is not None:
+            _check_positive("steps_per_epoch", self.steps_per_epoch)
         if not self.learning_rate > 0:
             raise ConfigError(f"train.learning_rate expected > 0. Received: {self.learning_rate}")
         if self.head not in HEADS:

@@ -14,9 +14,11 @@ A run directory holds::
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ import numpy as np
 from deepsense.config import RunConfig, config_to_dict, config_to_toml
 from deepsense.errors import ConfigError
 from deepsense.data.prepared import PreparedDataset
+from deepsense.data.shards import ShardedWindows
 from deepsense.data.splits import labelled_rows, split_indices, validation_split
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -34,9 +37,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402  (after quieting TensorFlow's C++ logging)
 import tensorflow as tf  # noqa: E402
 
+from deepsense.distribute import distribution_strategy, is_chief, prepare_multi_worker_fit  # noqa: E402
 from deepsense.model import build_deepsense, count_parameters  # noqa: E402
 
 RUN_SCHEMA_VERSION = 1
+#: Shards a streaming pipeline holds at once (their windows are shuffled together).
+SHARDS_IN_MEMORY = 4
 
 #: Packages whose modules run.json may name in ``custom_object_modules`` (imported by
 #: `load_run` so that their registered layers and losses deserialize).
@@ -56,13 +62,54 @@ def seed_everything(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
+def _batched(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    options = tf.data.Options()  # every worker reads all and keeps its part of each batch
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
 def make_tf_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool,
                     seed: int = 0) -> tf.data.Dataset:
     """Batches of (x (b, T, F) float32, y (b,) int32 or (b, 1) float32), prefetched."""
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return _batched(dataset, batch_size)
+
+
+def sharded_tf_dataset(x: ShardedWindows, rows: np.ndarray, y: np.ndarray, batch_size: int, *,
+                       shuffle: bool, seed: int = 0) -> tf.data.Dataset:
+    """`make_tf_dataset` streaming from shards: memory bounded by SHARDS_IN_MEMORY shards.
+
+    Each epoch visits the shards in a new random order, SHARDS_IN_MEMORY at a time, and
+    shuffles the selected windows of those shards together (without `shuffle`: row order).
+    """
+    owner = np.searchsorted(x.offsets, rows, side="right") - 1
+    shards = np.unique(owner)
+    epochs = itertools.count()
+
+    def windows():
+        rng = np.random.default_rng([seed, next(epochs)])
+        order = rng.permutation(shards) if shuffle else shards
+        for start in range(0, len(order), SHARDS_IN_MEMORY):
+            group = order[start:start + SHARDS_IN_MEMORY]
+            loaded = {int(i): x.shard(int(i)).copy() for i in group}
+            picked = np.flatnonzero(np.isin(owner, group))
+            for p in rng.permutation(picked) if shuffle else picked:
+                yield loaded[int(owner[p])][rows[p] - x.offsets[owner[p]]], y[p]
+
+    signature = (tf.TensorSpec(x.shape[1:], tf.float32), tf.TensorSpec(y.shape[1:], y.dtype))
+    return _batched(tf.data.Dataset.from_generator(windows, output_signature=signature),
+                    batch_size)
+
+
+def window_dataset(ds: PreparedDataset, rows: np.ndarray, task: str, batch_size: int, *,
+                   shuffle: bool, seed: int = 0) -> tf.data.Dataset:
+    """Batches of the windows `rows` and their labels, in memory or streamed from shards."""
+    y = _targets(ds, rows, task)
+    if isinstance(ds.x, ShardedWindows):
+        return sharded_tf_dataset(ds.x, rows, y, batch_size, shuffle=shuffle, seed=seed)
+    return make_tf_dataset(ds.x[rows], y, batch_size, shuffle=shuffle, seed=seed)
 
 
 def _targets(ds: PreparedDataset, rows: np.ndarray, task: str) -> np.ndarray:
@@ -111,7 +158,9 @@ def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
         extra_info: more entries for run.json.
     """
     t = config.train
-    run = Path(run_dir)
+    strategy = distribution_strategy()  # first: collective ops are set up at TF start-up
+    chief = is_chief()
+    run = Path(run_dir) if chief else Path(tempfile.mkdtemp(prefix="deepsense-worker-"))
     run.mkdir(parents=True, exist_ok=True)
     config = RunConfig(model=config.model, train=t, features=ds.features)
     seed_everything(t.seed)
@@ -134,11 +183,13 @@ def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
         raise ConfigError(f"train.head={t.head!r} needs its own model builder: use "
                           "rdeepsense.train.fit_rdeepsense or `deepsense train --head rdeepsense`")
 
-    model = build_model(ds, config, n_outputs)
-    train_data = make_tf_dataset(ds.x[fit_rows], _targets(ds, fit_rows, t.task), t.batch_size,
-                                 shuffle=True, seed=t.seed)
-    val_data = (make_tf_dataset(ds.x[val_rows], _targets(ds, val_rows, t.task), t.batch_size,
-                                shuffle=False) if len(val_rows) else None)
+    with strategy.scope():
+        model = build_model(ds, config, n_outputs)
+    train_data = window_dataset(ds, fit_rows, t.task, t.batch_size, shuffle=True, seed=t.seed)
+    val_data = (window_dataset(ds, val_rows, t.task, t.batch_size, shuffle=False)
+                if len(val_rows) else None)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        prepare_multi_worker_fit(model, strategy, train_data)
     monitor = "val_loss" if val_data is not None else "loss"
 
     (run / "checkpoints").mkdir(exist_ok=True)
@@ -156,10 +207,14 @@ def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.perf_counter()
+    if t.steps_per_epoch:
+        train_data = train_data.repeat()  # epochs of steps_per_epoch batches, then on
     history = model.fit(train_data, validation_data=val_data, epochs=t.epochs,
-                        callbacks=callbacks, verbose=verbose, shuffle=False)
+                        steps_per_epoch=t.steps_per_epoch, callbacks=callbacks,
+                        verbose=verbose, shuffle=False)
     seconds = time.perf_counter() - started
     n_epochs = len(history.epoch)
+    windows_per_epoch = t.steps_per_epoch * t.batch_size if t.steps_per_epoch else len(fit_rows)
     model.save(run / "model.keras")  # EarlyStopping restored the best weights
 
     info = {
@@ -179,7 +234,9 @@ def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
         "parameters": count_parameters(model),
         "epochs_run": n_epochs,
         "train_seconds": round(seconds, 2),
-        "train_windows_per_s": round(len(fit_rows) * max(n_epochs, 1) / max(seconds, 1e-9), 1),
+        "train_windows_per_s": round(windows_per_epoch * max(n_epochs, 1) / max(seconds, 1e-9), 1),
+        "distribution": {"strategy": type(strategy).__name__,
+                         "replicas": int(strategy.num_replicas_in_sync)},
         "config": config_to_dict(config),
         **(extra_info or {}),
     }

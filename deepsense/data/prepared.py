@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from deepsense.data.augment import augment_recording
 from deepsense.data.features import FeatureConfig, make_windows
 from deepsense.data.recording import Recording, require_sensors
+from deepsense.data.shards import ShardedWindows
 from deepsense.errors import DataFormatError
 
 SCHEMA_VERSION = 1
@@ -91,6 +92,68 @@ def _index(names: list[str], value: str | None) -> int:
     return names.index(value)
 
 
+@dataclass
+class NameTables:
+    """Class, user and device names, growing as recordings are windowed (index = code)."""
+
+    activities: list[str] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)
+    fixed_classes: bool = False
+    n_recordings: int = 0
+    n_dropped: int = 0
+
+
+def iter_window_chunks(recordings: Iterable[Recording], features: FeatureConfig, *,
+                       augment_copies: int = 0, seed: int = 0, names: NameTables,
+                       progress: Callable[[Iterable], Iterable] | None = None
+                       ) -> Iterator[dict[str, np.ndarray]]:
+    """Window one recording at a time (and its `augment_copies` noisy copies).
+
+    Yields one dict of ARRAYS per recording and version; `names` is filled on the way
+    (codes in the yielded arrays index its lists). Memory: one recording's windows.
+    """
+    if augment_copies < 0:
+        raise ValueError(f"augment_copies expected >= 0. Received: {augment_copies}")
+    rng = np.random.default_rng(seed)
+    next_window_id = 0
+    for rec_index, rec in enumerate(progress(recordings) if progress else recordings):
+        names.n_recordings += 1
+        require_sensors(rec, features.sensors)
+        if names.fixed_classes and rec.label is not None and rec.label not in names.activities:
+            raise DataFormatError(f"unknown label {rec.label!r}; expected one of "
+                                  f"{names.activities}", path=rec.source or None, field="label")
+        origin = rec.start_s
+        base = make_windows(rec, features, origin_s=origin)
+        names.n_dropped += base.n_dropped
+        ids = {float(s): next_window_id + i for i, s in enumerate(base.start_s)}
+        next_window_id += len(base.start_s)
+        versions = [(0, base)]
+        for copy in range(1, augment_copies + 1):
+            noisy = make_windows(augment_recording(rec, rng), features, origin_s=origin)
+            keep = np.array([float(s) in ids for s in noisy.start_s], dtype=bool)
+            versions.append((copy, type(noisy)(noisy.x[keep], noisy.mask[keep],
+                                               noisy.start_s[keep])))
+        for copy, windows in versions:
+            n = len(windows.start_s)
+            yield {
+                "x": windows.x, "mask": windows.mask, "start_s": windows.start_s,
+                "window_id": np.array([ids[float(s)] for s in windows.start_s], dtype=np.int64),
+                "copy": np.full(n, copy, np.int16),
+                "activity": np.full(n, _index(names.activities, rec.label), np.int32),
+                "user": np.full(n, _index(names.users, rec.user), np.int32),
+                "device": np.full(n, _index(names.devices, rec.device), np.int32),
+                "target": np.full(n, np.nan if rec.target is None else rec.target, np.float32),
+                "recording": np.full(n, rec_index, np.int32),
+                "source_split": np.full(n, SPLIT_CODES[rec.split], np.int8),
+            }
+
+
+def _no_windows(features: FeatureConfig, n_recordings: int) -> DataFormatError:
+    return DataFormatError(f"no window has {features.min_valid_intervals} or more valid "
+                           f"intervals of {features.interval_s} s in {n_recordings} recording(s)")
+
+
 def prepare_recordings(recordings: Iterable[Recording], features: FeatureConfig, *,
                        augment_copies: int = 0, seed: int = 0,
                        activity_names: list[str] | None = None,
@@ -106,58 +169,80 @@ def prepare_recordings(recordings: Iterable[Recording], features: FeatureConfig,
             in it raise DataFormatError. None: classes in order of first appearance.
         progress: optional wrapper such as tqdm for a progress bar.
     """
-    if augment_copies < 0:
-        raise ValueError(f"augment_copies expected >= 0. Received: {augment_copies}")
-    fixed_classes = activity_names is not None
-    activities = list(activity_names or [])
-    users: list[str] = []
-    devices: list[str] = []
-    rng = np.random.default_rng(seed)
-    chunks: dict[str, list[np.ndarray]] = {name: [] for name in ARRAYS}
-    n_dropped = 0
-    next_window_id = 0
-    items = list(recordings)
-    for rec_index, rec in enumerate(progress(items) if progress else items):
-        require_sensors(rec, features.sensors)
-        if fixed_classes and rec.label is not None and rec.label not in activities:
-            raise DataFormatError(f"unknown label {rec.label!r}; expected one of {activities}",
-                                  path=rec.source or None, field="label")
-        origin = rec.start_s
-        base = make_windows(rec, features, origin_s=origin)
-        n_dropped += base.n_dropped
-        ids = {float(s): next_window_id + i for i, s in enumerate(base.start_s)}
-        next_window_id += len(base.start_s)
-        versions = [(0, base)]
-        for copy in range(1, augment_copies + 1):
-            noisy = make_windows(augment_recording(rec, rng), features, origin_s=origin)
-            keep = np.array([float(s) in ids for s in noisy.start_s], dtype=bool)
-            versions.append((copy, type(noisy)(noisy.x[keep], noisy.mask[keep],
-                                               noisy.start_s[keep])))
-        for copy, windows in versions:
-            n = len(windows.start_s)
-            chunks["x"].append(windows.x)
-            chunks["mask"].append(windows.mask)
-            chunks["start_s"].append(windows.start_s)
-            chunks["window_id"].append(np.array([ids[float(s)] for s in windows.start_s],
-                                                dtype=np.int64))
-            chunks["copy"].append(np.full(n, copy, np.int16))
-            chunks["activity"].append(np.full(n, _index(activities, rec.label), np.int32))
-            chunks["user"].append(np.full(n, _index(users, rec.user), np.int32))
-            chunks["device"].append(np.full(n, _index(devices, rec.device), np.int32))
-            chunks["target"].append(np.full(n, np.nan if rec.target is None else rec.target,
-                                            np.float32))
-            chunks["recording"].append(np.full(n, rec_index, np.int32))
-            chunks["source_split"].append(np.full(n, SPLIT_CODES[rec.split], np.int8))
-    if not chunks["x"] or sum(len(c) for c in chunks["x"]) == 0:
-        raise DataFormatError(f"no window has {features.min_valid_intervals} or more valid "
-                              f"intervals of {features.interval_s} s in {len(items)} recording(s)")
-    T, F = features.n_intervals, features.n_features
-    arrays = {name: np.concatenate(parts) if parts else np.zeros((0, T, F), np.float32)
-              for name, parts in chunks.items()}
-    info = {"n_recordings": len(items), "n_windows_dropped": n_dropped,
+    names = NameTables(list(activity_names or []), fixed_classes=activity_names is not None)
+    chunks = list(iter_window_chunks(recordings, features, augment_copies=augment_copies,
+                                     seed=seed, names=names, progress=progress))
+    if sum(len(c["x"]) for c in chunks) == 0:
+        raise _no_windows(features, names.n_recordings)
+    arrays = {name: np.concatenate([c[name] for c in chunks]) for name in ARRAYS}
+    return PreparedDataset(**arrays, features=features, activity_names=names.activities,
+                           user_names=names.users, device_names=names.devices,
+                           info=_info(names, augment_copies, seed))
+
+
+def _info(names: NameTables, augment_copies: int, seed: int) -> dict:
+    return {"n_recordings": names.n_recordings, "n_windows_dropped": names.n_dropped,
             "augment_copies": augment_copies, "seed": seed}
-    return PreparedDataset(**arrays, features=features, activity_names=activities,
-                           user_names=users, device_names=devices, info=info)
+
+
+def _metadata(features: FeatureConfig, names: tuple[list[str], list[str], list[str]],
+              n_windows: int, n_original: int, info: dict) -> dict:
+    """dataset.json: settings, (activity, user, device) name tables, counts, provenance."""
+    return {"schema_version": SCHEMA_VERSION, "features": features.to_dict(),
+            "activity_names": names[0], "user_names": names[1], "device_names": names[2],
+            "n_windows": n_windows, "n_original_windows": n_original, "info": info}
+
+
+def prepare_to_shards(recordings: Iterable[Recording], features: FeatureConfig,
+                      out_dir: str | Path, *, shard_windows: int = 8192,
+                      augment_copies: int = 0, seed: int = 0,
+                      activity_names: list[str] | None = None,
+                      progress: Callable[[Iterable], Iterable] | None = None,
+                      info: dict | None = None) -> Path:
+    """`prepare_recordings` that streams to disk: shards of `shard_windows` windows.
+
+    Writes ``shard-00000.npz``, ... (the arrays of `windows.npz` for consecutive windows) and
+    ``dataset.json`` with the shard index. Memory: one shard plus one recording's windows,
+    whatever the dataset's size. `load_prepared` reads it with ``x`` left on disk.
+    """
+    if shard_windows < 1:
+        raise ValueError(f"shard_windows expected >= 1. Received: {shard_windows}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = NameTables(list(activity_names or []), fixed_classes=activity_names is not None)
+    shards: list[dict] = []
+    pending: list[dict[str, np.ndarray]] = []
+    n_pending = n_windows = n_original = 0
+
+    def flush(limit: int) -> None:
+        nonlocal pending, n_pending
+        arrays = {name: np.concatenate([c[name] for c in pending]) for name in ARRAYS}
+        while n_pending >= limit and n_pending > 0:
+            take = min(shard_windows, n_pending)
+            file = f"shard-{len(shards):05d}.npz"
+            np.savez(out / file, **{name: a[:take] for name, a in arrays.items()})
+            shards.append({"file": file, "n_windows": int(take)})
+            arrays = {name: a[take:] for name, a in arrays.items()}
+            n_pending -= take
+        pending = [arrays] if n_pending else []
+
+    for chunk in iter_window_chunks(recordings, features, augment_copies=augment_copies,
+                                    seed=seed, names=names, progress=progress):
+        pending.append(chunk)
+        n_pending += len(chunk["x"])
+        n_windows += len(chunk["x"])
+        n_original += int((chunk["copy"] == 0).sum())
+        if n_pending >= shard_windows:
+            flush(shard_windows)
+    if n_pending:
+        flush(1)
+    if n_windows == 0:
+        raise _no_windows(features, names.n_recordings)
+    meta = _metadata(features, (names.activities, names.users, names.devices), n_windows,
+                     n_original, {**_info(names, augment_copies, seed), **(info or {})})
+    meta["shards"] = shards
+    (out / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out
 
 
 def save_prepared(dataset: PreparedDataset, out_dir: str | Path) -> Path:
@@ -165,22 +250,35 @@ def save_prepared(dataset: PreparedDataset, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "windows.npz", **{name: getattr(dataset, name) for name in ARRAYS})
-    meta = {"schema_version": SCHEMA_VERSION, "features": dataset.features.to_dict(),
-            "activity_names": dataset.activity_names, "user_names": dataset.user_names,
-            "device_names": dataset.device_names, "n_windows": len(dataset),
-            "n_original_windows": int((dataset.copy == 0).sum()), "info": dataset.info}
+    meta = _metadata(dataset.features, (dataset.activity_names, dataset.user_names,
+                                        dataset.device_names), len(dataset),
+                     int((dataset.copy == 0).sum()), dataset.info)
     (out / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
 
+def _read_arrays(path: Path, names: list[str]) -> dict[str, np.ndarray]:
+    if not path.exists():
+        raise DataFormatError(f"{path.name} is missing (make the dataset again with "
+                              "`deepsense prepare`)", path=path.parent)
+    with np.load(path, allow_pickle=False) as npz:
+        missing = [name for name in names if name not in npz.files]
+        if missing:
+            raise DataFormatError(f"missing arrays {missing}", path=path)
+        return {name: npz[name] for name in names}
+
+
 def load_prepared(path: str | Path) -> PreparedDataset:
-    """Read a directory written by `save_prepared` (no pickles are loaded)."""
+    """Read a directory written by `save_prepared` or `prepare_to_shards` (no pickles).
+
+    A sharded dataset keeps its windows on disk: ``x`` is a `ShardedWindows` that reads
+    the rows asked for; the other arrays are loaded.
+    """
     root = Path(path)
-    meta_path, arrays_path = root / "dataset.json", root / "windows.npz"
-    for required in (meta_path, arrays_path):
-        if not required.exists():
-            raise DataFormatError(f"not a prepared dataset: {required.name} is missing "
-                                  "(make one with `deepsense prepare`)", path=root)
+    meta_path = root / "dataset.json"
+    if not meta_path.exists():
+        raise DataFormatError("not a prepared dataset: dataset.json is missing "
+                              "(make one with `deepsense prepare`)", path=root)
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
@@ -188,16 +286,20 @@ def load_prepared(path: str | Path) -> PreparedDataset:
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise DataFormatError(f"schema_version expected {SCHEMA_VERSION}. "
                               f"Received: {meta.get('schema_version')!r}", path=meta_path)
-    with np.load(arrays_path, allow_pickle=False) as npz:
-        missing = [name for name in ARRAYS if name not in npz.files]
-        if missing:
-            raise DataFormatError(f"missing arrays {missing}", path=arrays_path)
-        arrays = {name: npz[name] for name in ARRAYS}
     features = FeatureConfig.from_dict(meta["features"])
-    expected = (features.n_intervals, features.n_features)
-    if arrays["x"].shape[1:] != expected:
-        raise DataFormatError(f"x has window shape {arrays['x'].shape[1:]}, but dataset.json "
-                              f"describes {expected}", path=arrays_path, field="x")
+    window_shape = (features.n_intervals, features.n_features)
+    if "shards" in meta:
+        parts = [_read_arrays(root / shard["file"], [n for n in ARRAYS if n != "x"])
+                 for shard in meta["shards"]]
+        arrays = {name: np.concatenate([p[name] for p in parts]) for name in ARRAYS
+                  if name != "x"}
+        arrays["x"] = ShardedWindows(root, meta["shards"], window_shape)
+    else:
+        arrays = _read_arrays(root / "windows.npz", list(ARRAYS))
+        if arrays["x"].shape[1:] != window_shape:
+            raise DataFormatError(f"x has window shape {arrays['x'].shape[1:]}, but "
+                                  f"dataset.json describes {window_shape}",
+                                  path=root / "windows.npz", field="x")
     return PreparedDataset(**arrays, features=features,
                            activity_names=meta["activity_names"], user_names=meta["user_names"],
                            device_names=meta["device_names"], info=meta.get("info", {}))
