@@ -117,3 +117,24 @@ def test_fault_serve_flushes_on_sigterm(broker, bundle, held_out_recording, pref
     assert collector.wait_for(lambda c: set(_ids(c)) >= expected, 20)
     assert collector.json("/status")[-1]["state"] == "offline"
     assert "tensorflow" not in output.lower()
+
+
+def test_fault_spool_keeps_predictions_across_a_gateway_restart(
+        broker, bundle, held_out_recording, prefix, collect, tmp_path):
+    expected = _expected_ids(bundle, held_out_recording, "phone1")
+    collector = collect(broker.url, f"{prefix}/+/prediction")
+    time.sleep(1.5)                        # let the 1 s autosave store the collector's session
+    config = GatewayConfig(broker=broker.url, topic_prefix=prefix, reconnect_min_s=1,
+                           reconnect_max_s=1, shutdown_timeout_s=1,
+                           spool=str(tmp_path / "spool.sqlite"))
+    first = Gateway(config, load_bundle(bundle)).start()
+    broker.stop()
+    for message in plan_messages([held_out_recording], Topics(prefix), device_id="phone1"):
+        first.inbox.put((message.topic, message.payload, time.monotonic()))
+    assert not first.stop()                # broker away: the predictions stay in the spool
+    assert first.counters["predictions"] == len(expected)
+    broker.start()
+    second = Gateway(config, load_bundle(bundle)).start()
+    assert second.stop()
+    assert collector.wait_for(lambda c: set(_ids(c)) >= expected, 30)
+    assert set(_ids(collector)) == expected
