@@ -35,7 +35,8 @@ class PreparedDataset:
     """Windows and their labels.
 
     Attributes:
-        x: (n, T, F) float32 features. mask: (n, T) bool valid intervals.
+        x: (n, T, F) float32 features (a `ShardedWindows` reading them from disk for a
+            sharded dataset). mask: (n, T) bool valid intervals.
         activity, user, device: (n,) int32 indices into the name lists (-1 = unknown).
         target: (n,) float32 regression target (NaN = unknown).
         recording: (n,) int32 recording index. start_s: (n,) float64 window start time.
