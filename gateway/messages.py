@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -112,9 +113,16 @@ def _parse_batch(samples: Any, n_axes: int, max_samples: int) -> tuple[np.ndarra
         if type(row) is not list or len(row) != width:
             raise PayloadError("bad_type", f"field 'samples[{i}]' expected a list of {width} "
                                f"numbers [t_s, {', '.join(AXES[:n_axes])}]")
-        for value in row:
-            _number(value, f"samples[{i}]")
-    table = np.array(samples, dtype=np.float64)
+    table = None
+    if set(map(type, chain.from_iterable(samples))) <= {float, int}:   # fast path (C loops)
+        try:
+            table = np.array(samples, dtype=np.float64)
+        except OverflowError:
+            table = None
+    if table is None or not np.isfinite(table).all():
+        for i, row in enumerate(samples):       # slow path: name the first bad value
+            for value in row:
+                _number(value, f"samples[{i}]")
     return table[:, 0].copy(), table[:, 1:].copy()
 
 

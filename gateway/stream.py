@@ -99,6 +99,10 @@ class DeviceStream:
         """
         refused: Counter = Counter()
         last = self._last.get(sensor, -np.inf)
+        horizon = self.next_start_s
+        if self._in_order(t_s, last, horizon):
+            self._keep(sensor, t_s, values)
+            return Accepted(int(t_s.size), refused)
         # Keep a sample only if it is later than every sample of this sensor before it.
         running = np.maximum.accumulate(np.concatenate([[last], t_s]))[:-1]
         keep = t_s > running
@@ -111,21 +115,31 @@ class DeviceStream:
             if jump.any():
                 refused["time_jump"] += int(jump.sum())
                 keep &= ~jump
-        horizon = self.next_start_s
         if horizon is not None:
             late = keep & (t_s < horizon)
             if late.any():
                 refused["late"] += int(late.sum())
                 keep &= ~late
         if keep.any():
-            t_kept, v_kept = t_s[keep], values[keep]
-            self._t[sensor].append(t_kept)
-            self._v[sensor].append(v_kept)
-            self._first.setdefault(sensor, float(t_kept[0]))
-            self._last[sensor] = float(t_kept[-1])
-            if self.origin_s is None and len(self._first) == len(self.config.sensors):
-                self.origin_s = min(self._first.values())
+            self._keep(sensor, t_s[keep], values[keep])
         return Accepted(int(keep.sum()), +refused)
+
+    def _in_order(self, t_s: np.ndarray, last: float, horizon: float | None) -> bool:
+        """The common case: increasing, after the sensor's last sample, no jump, not late."""
+        first, final = float(t_s[0]), float(t_s[-1])
+        if not first > last or (horizon is not None and first < horizon):
+            return False
+        if self._last and final > max(self._last.values()) + self.max_jump_s:
+            return False
+        return t_s.size == 1 or bool((t_s[1:] > t_s[:-1]).all())
+
+    def _keep(self, sensor: str, t_s: np.ndarray, values: np.ndarray) -> None:
+        self._t[sensor].append(t_s)
+        self._v[sensor].append(values)
+        self._first.setdefault(sensor, float(t_s[0]))
+        self._last[sensor] = float(t_s[-1])
+        if self.origin_s is None and len(self._first) == len(self.config.sensors):
+            self.origin_s = min(self._first.values())
 
     def ready_windows(self, flush: bool = False) -> list[Window]:
         """Cut every window that is complete (or, with `flush`, that ends by the last sample).
