@@ -63,7 +63,8 @@ def load_recordings(data: str, fmt: str = "auto", *, sample_rate_hz: float | Non
         if len(user) != 1 or not "a" <= user <= "z":
             raise ValueError(f"synthetic user expected one letter a-z. Received: {user!r}")
         spec = SyntheticSpec(n_users=ord(user) - ord("a") + 1, devices=("nexus4_1",),
-                             seconds_per_activity=seconds, seed=seed)
+                             seconds_per_activity=seconds, n_gaps=1,
+                             max_gap_s=min(1.5, seconds / 4), seed=seed)
         return [r for r in make_recordings(spec) if r.user == user]
     if fmt == "csv":
         from deepsense.data.csv_format import read_sensor_csv

@@ -1,0 +1,56 @@
+"""Replay planning: every source format becomes timed, batched sensor messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepsense.data.csv_format import write_sensor_csv
+from deepsense.data.synthetic import SyntheticSpec, make_recording
+from gateway.messages import parse_samples
+from gateway.replay import load_recordings, plan_messages
+from gateway.topics import Topics
+
+DATASETS = Path(__file__).resolve().parents[2] / "datasets"
+
+
+def _recording(device: str = "nexus4_1"):
+    spec = SyntheticSpec(n_users=1, devices=(device,), seconds_per_activity=4.0, n_gaps=0)
+    return make_recording(spec, "a", device, "walk")
+
+
+def test_replay_plan_batches_every_sample_in_time_order():
+    recording = _recording()
+    messages = plan_messages([recording], Topics("p"), device_id="phone1", batch_s=0.1)
+    assert [m.at_s for m in messages] == sorted(m.at_s for m in messages)
+    assert {m.topic for m in messages} == {"p/phone1/raw/acc", "p/phone1/raw/gyro"}
+    for sensor, stream in recording.streams.items():
+        parts = [parse_samples(m.payload) for m in messages if m.topic.endswith(sensor)]
+        np.testing.assert_array_equal(np.concatenate([t for t, _ in parts]), stream.t_s)
+        np.testing.assert_array_equal(np.concatenate([v for _, v in parts]), stream.values)
+        assert all(t[-1] - t[0] < 0.1 for t, _ in parts)
+
+
+def test_replay_plan_copies_devices_and_checks_ids():
+    messages = plan_messages([_recording()], Topics("p"), device_id="ph", n_copies=3)
+    assert {m.device_id for m in messages} == {"ph-0", "ph-1", "ph-2"}
+    with pytest.raises(ValueError, match="device id expected"):
+        plan_messages([_recording()], Topics("p"), device_id="a/b")
+    with pytest.raises(ValueError, match="needs a recording of one device"):
+        plan_messages([_recording("nexus4_1"), _recording("s3_1")], Topics("p"), device_id="x")
+
+
+def test_replay_reads_csv_hhar_ts_and_synthetic(tmp_path):
+    path = write_sensor_csv([_recording()], tmp_path / "r.csv")
+    assert [r.device for r in load_recordings(str(path))] == ["nexus4_1"]
+    hhar = load_recordings(str(DATASETS / "hhar" / "sample"))
+    assert hhar and all({"acc", "gyro"} <= set(r.streams) for r in hhar)
+    ts = load_recordings(str(DATASETS / "basicmotions" / "BasicMotions_TEST.ts"),
+                         sample_rate_hz=10.0)
+    assert len(ts) == 40
+    with pytest.raises(ValueError, match="sample rate"):
+        load_recordings(str(DATASETS / "basicmotions" / "BasicMotions_TEST.ts"))
+    synthetic = load_recordings("synthetic:b", seconds=2.0)
+    assert {r.user for r in synthetic} == {"b"} and len(synthetic) == 6
