@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 
 import pytest
 
@@ -94,8 +93,10 @@ class Collector:
         self.client = connect_client(url, client_id, clean_session=False, **tls)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda c, u, mid, codes, p: subscribed.set()
         self.client.subscribe(topic, qos=1)
-        time.sleep(0.2)                      # SUBACK before anything is published
+        assert subscribed.wait(10), f"no SUBACK for {topic} within 10 s"
 
     def _on_message(self, client, userdata, message) -> None:
         with self._cond:
