@@ -43,6 +43,8 @@ _FATAL_REFUSALS = ("Bad user name or password", "Not authorized", "Client identi
                    "Unsupported protocol version")
 
 
+#: Log lines per refusal reason and minute: a flood of bad input must not flood the log.
+_LOGS_PER_MINUTE = 10
 #: Messages the worker handles before it predicts and publishes what they completed.
 _MAX_MESSAGES_PER_ROUND = 200
 
@@ -91,6 +93,7 @@ class Gateway:
         self._updates_tmp: tempfile.TemporaryDirectory | None = None
         self._last_status_s = 0.0
         self._last_idle_check_s = 0.0
+        self._log_budget: dict[str, tuple[float, int]] = {}
         self.client = self._make_client()
 
     # ------------------------------------------------------------------ connection
@@ -264,10 +267,23 @@ class Gateway:
     def _refuse(self, device: str | None, topic: str, reason: str, message: str,
                 count: int = 1, payload: bytes = b"") -> None:
         self._count(f"refused_{reason}", count)
-        log.warning("refused input on %.120s: %s: %s %.200r", topic, reason, message, payload)
+        if self._may_log(reason):
+            log.warning("refused input on %.120s: %s: %s %.200r", topic, reason, message, payload)
         error_topic = self.topics.device_error(device) if device else self.topics.gateway_error
         self.outbox.send(self.client, error_topic, encode_error(device, topic, reason, message,
                                                                 count))
+
+    def _may_log(self, reason: str) -> bool:
+        """At most `_LOGS_PER_MINUTE` log lines per refusal reason (counters see them all)."""
+        now = time.monotonic()
+        start, n = self._log_budget.get(reason, (now, 0))
+        if now - start >= 60.0:
+            if n > _LOGS_PER_MINUTE:
+                log.warning("%d more '%s' refusals in the last minute were not logged",
+                            n - _LOGS_PER_MINUTE, reason)
+            start, n = now, 0
+        self._log_budget[reason] = (start, n + 1)
+        return n < _LOGS_PER_MINUTE
 
     def _predict_ready(self) -> None:
         while self._ready:

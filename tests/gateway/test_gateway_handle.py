@@ -50,3 +50,11 @@ def test_handle_fuzz_never_raises_and_counts_everything(offline_gateway, message
     refused = sum(v for k, v in gateway.counters.items() if k.startswith("refused_"))
     assert refused >= before
     assert len(gateway.devices) <= 3
+
+
+def test_handle_logs_at_most_ten_refusals_per_reason_and_minute(offline_gateway, caplog):
+    for _ in range(25):
+        offline_gateway._handle("fuzz/d9/raw/acc", b"{bad", time.monotonic())
+    lines = [r for r in caplog.records if "malformed_json" in r.getMessage()]
+    assert len(lines) <= 10
+    assert offline_gateway.counters["refused_malformed_json"] >= 25
