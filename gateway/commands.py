@@ -53,6 +53,8 @@ def add_replay_parser(sub: argparse._SubParsersAction) -> None:
                    help="x real time; 0 publishes as fast as possible")
     p.add_argument("--batch-s", type=float, default=0.1,
                    help="seconds of samples per message (0: one sample per message)")
+    p.add_argument("--max-pause-s", type=float, default=5.0,
+                   help="shorten longer pauses in the data to this (timestamps unchanged)")
     p.add_argument("--qos", type=int, choices=(0, 1), default=1)
     p.add_argument("--topic-prefix", default="sense/v1")
     p.add_argument("--sample-rate-hz", type=float, help="sampling rate of a .ts file")
@@ -136,7 +138,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     client = connect_client(args.broker, ca_file=args.ca_file, username=args.username,
                             password=password)
     try:
-        report = replay(messages, client, speed=args.speed, qos=args.qos)
+        report = replay(messages, client, speed=args.speed, qos=args.qos,
+                        max_pause_s=args.max_pause_s)
     finally:
         client.disconnect()
         client.loop_stop()

@@ -175,10 +175,12 @@ def connect_client(broker: str, client_id: str = "", *, clean_session: bool = Tr
 
 
 def replay(messages: Sequence[Message], client: mqtt.Client, *, speed: float = 1.0,
-           qos: int = 1, timeout_s: float = 60.0,
+           qos: int = 1, timeout_s: float = 60.0, max_pause_s: float | None = 5.0,
            on_sent: Callable[[Message, float], None] | None = None) -> ReplayReport:
     """Publish `messages` paced at `speed` x real time (<= 0: as fast as possible).
 
+    Pauses in the data longer than `max_pause_s` (e.g. between the recordings of one device)
+    are shortened to it in the schedule; the timestamps in the messages stay as recorded.
     Waits up to `timeout_s` after the last message for the broker's acknowledgements.
     `on_sent(message, wall_time_s)` is called after each publish (benchmarks).
     """
@@ -186,9 +188,15 @@ def replay(messages: Sequence[Message], client: mqtt.Client, *, speed: float = 1
     client.on_publish = acked.on_publish
     started = time.monotonic()
     n_samples = 0
+    skipped_s, previous = 0.0, None
     for message in messages:
+        at_s = message.at_s - skipped_s
+        if max_pause_s is not None and previous is not None and at_s - previous > max_pause_s:
+            skipped_s += at_s - previous - max_pause_s
+            at_s = previous + max_pause_s
+        previous = at_s
         if speed > 0:
-            delay = started + message.at_s / speed - time.monotonic()
+            delay = started + at_s / speed - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
         client.publish(message.topic, message.payload, qos=qos)

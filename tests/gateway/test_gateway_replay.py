@@ -54,3 +54,38 @@ def test_replay_reads_csv_hhar_ts_and_synthetic(tmp_path):
         load_recordings(str(DATASETS / "basicmotions" / "BasicMotions_TEST.ts"))
     synthetic = load_recordings("synthetic:b", seconds=2.0)
     assert {r.user for r in synthetic} == {"b"} and len(synthetic) == 6
+
+
+class _Clock:
+    """Fake time for `replay`: sleeping advances the clock."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self):
+        return self.now
+
+    def time(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+class _Sink:
+    def __init__(self, clock):
+        self.clock, self.sent_at = clock, []
+
+    def publish(self, topic, payload, qos=0):
+        self.sent_at.append(self.clock.now)
+
+
+def test_replay_paces_by_speed_and_shortens_long_pauses(monkeypatch):
+    import gateway.replay as replay_module
+
+    clock = _Clock()
+    monkeypatch.setattr(replay_module, "time", clock)
+    messages = [replay_module.Message(at, "t", b"{}", "d", 1, at) for at in (0.0, 1.0, 61.0, 62.0)]
+    sink = _Sink(clock)
+    replay_module.replay(messages, sink, speed=2.0, qos=0, max_pause_s=5.0)
+    assert sink.sent_at == pytest.approx([0.0, 0.5, 3.0, 3.5])
