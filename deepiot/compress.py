@@ -41,6 +41,8 @@ from deepiot.structure import PrunableStructure, read_structure
 
 #: Probabilities are kept in [EPSILON, 1 - EPSILON] inside log p(z).
 EPSILON = 1e-6
+#: The threshold never rises past this while training (see CompressSettings.extend_steps).
+MAX_THRESHOLD = 0.99
 
 STOP_TARGET = "target reached"
 STOP_EXTENDED = "target reached past the schedule"
@@ -70,9 +72,12 @@ class CompressSettings:
         ema_decay: decay of the moving loss mean and standard deviation (0.9, as released).
         hidden_units: compressor LSTM width (64 in the paper).
         patience_steps: threshold steps to wait for the target after the schedule ends.
-        extend_threshold: if the target is still not met then, raise the threshold past
-            the schedule's final value, just far enough to meet it (the compressor's
-            probabilities still rank the units).
+        extend_steps: if the target is still not met then, keep raising the threshold by
+            the schedule's last increment, one step per interval, for at most this many
+            steps (0: none), training on as before, so the critic adapts to each cut.
+        extend_threshold: if the target is still not met after those, raise the threshold
+            at once, just far enough to meet it (the compressor's probabilities still rank
+            the units).
         scale_by_probability: kept units are scaled by their keep probability (the
             original code's inference) rather than by 1.
         seed: seeds the batches, the masks and the compressor's initial weights.
@@ -86,6 +91,7 @@ class CompressSettings:
     ema_decay: float = 0.9
     hidden_units: int = 64
     patience_steps: int = 2
+    extend_steps: int = 0
     extend_threshold: bool = True
     scale_by_probability: bool = True
     seed: int = 0
@@ -97,6 +103,9 @@ class CompressSettings:
         if self.min_accuracy is not None and not 0.0 <= self.min_accuracy <= 1.0:
             raise ValueError("min_accuracy expected a fraction in [0, 1]. "
                              f"Received: min_accuracy={self.min_accuracy}")
+        if self.patience_steps < 0 or self.extend_steps < 0:
+            raise ValueError("patience_steps and extend_steps expected integers >= 0. "
+                             f"Received: {self.patience_steps}, {self.extend_steps}")
         for name in ("batch_size", "hidden_units"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} expected a positive integer. "
@@ -233,12 +242,23 @@ def compress(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray
     unpruned = full_masks(structure)
     accepted = (unpruned, dict(unpruned), 0.0, critic.get_weights())
     interval = schedule.step_interval
-    last_iteration = schedule.end_iteration + settings.patience_steps * interval
+    final_tau = schedule(schedule.end_iteration)
+    increment = final_tau - schedule(max(0, schedule.end_iteration - interval))
+    extend_from = schedule.end_iteration + settings.patience_steps * interval
+    n_extend = settings.extend_steps if increment > 0 else 0
+    last_iteration = extend_from + n_extend * interval
+
+    def threshold_at(iteration: int) -> float:
+        if iteration < extend_from:
+            return schedule(iteration)
+        steps = min(n_extend, (iteration - extend_from) // interval + 1)
+        return min(final_tau + steps * increment, MAX_THRESHOLD)
+
     iteration, losses, accuracies = 0, [], []
     evaluated_widths, val_accuracy = kept_widths(unpruned), float("nan")
     stop_reason = STOP_SCHEDULE
     while True:
-        tau = schedule(iteration)
+        tau = threshold_at(iteration)
         rows = next(batches)
         loss, accuracy = step(tf.constant(x[rows]), tf.constant(y[rows]),
                               tf.constant(tau, tf.float32))

@@ -171,6 +171,7 @@ def compress_run(model_dir: str | Path, out_dir: str | Path, *, data_dir: str | 
     seconds = result.seconds + fine_tune_seconds
     windows = result.iterations * settings.batch_size + len(history["loss"]) * len(arrays.x)
     run_info = {
+        **info,  # every field `train` writes; those compression changes follow
         "schema_version": RUN_SCHEMA_VERSION,
         "kind": "deepiot",
         "head": info.get("head", "softmax"),
@@ -188,6 +189,7 @@ def compress_run(model_dir: str | Path, out_dir: str | Path, *, data_dir: str | 
         "epochs_run": len(history["loss"]),
         "train_seconds": round(seconds, 2),
         "train_windows_per_s": round(windows / max(seconds, 1e-9), 1),
+        "distribution": {"strategy": "none (one process)", "replicas": 1},
         "config": config_to_dict(config),
         "compression": {
             "source_run": str(model_dir.resolve()),

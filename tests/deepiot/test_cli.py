@@ -32,7 +32,7 @@ def trained_run(tmp_path_factory):
 def test_compress_then_evaluate_from_the_command_line(trained_run, tmp_path, capsys):
     out = tmp_path / "thin"
     assert main(["compress", "--model", str(trained_run), "--out", str(out),
-                 "--target-params", "0.5", "--step-interval", "2",
+                 "--target-params", "0.5", "--step-interval", "1",
                  "--fine-tune-epochs", "1"]) == 0
     printed = capsys.readouterr().out
     assert "tau" in printed and "parameters left" in printed and "acc_gyro_conv3" in printed

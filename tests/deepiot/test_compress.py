@@ -60,3 +60,23 @@ def test_recalibrated_statistics_are_those_of_the_data(tiny_model, windows):
     layer = tiny_model.get_layer("acc_conv1_bn")
     np.testing.assert_allclose(layer.moving_mean.numpy(), outputs.mean(axis=0), atol=1e-5)
     np.testing.assert_allclose(layer.moving_variance.numpy(), outputs.var(axis=0), rtol=1e-4)
+
+
+def test_threshold_keeps_rising_past_the_schedule_in_steps(tiny_model, tiny_data):
+    x, y = tiny_data
+    schedule = ThresholdSchedule(final=0.2, n_steps=2, step_interval=2)
+    result = compress(tiny_model, x, y, x[:12], y[:12], schedule=schedule,
+                      settings=CompressSettings(target_params=1e-4, batch_size=8, hidden_units=8,
+                                                patience_steps=1, extend_steps=3,
+                                                extend_threshold=False))
+    assert result.stop_reason == "schedule ended above target"  # 1e-4 cannot be met
+    thresholds = [record["threshold"] for record in result.history]
+    np.testing.assert_allclose(thresholds, [0.0, 0.1, 0.2, 0.3, 0.4, 0.5], atol=1e-4)
+    assert result.iterations == 12
+
+
+@pytest.mark.parametrize("bad", [{"compressor_learning_rate": 0.0},
+                                 {"critic_learning_rate": -1e-4}, {"extend_steps": -1}])
+def test_compress_settings_reject_bad_values(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        CompressSettings(**bad)
