@@ -1,6 +1,6 @@
 """DeepIoT against magnitude pruning (DyNS-style) and L1-norm filter pruning (issue 4).
 
-    PYTHONPATH=. .venv/bin/python bench/bench_deepiot.py [--step-interval 12] [--quick]
+    PYTHONPATH=. .venv/bin/python bench/bench_deepiot.py [--step-interval 40] [--quick]
 
 Cases: synthetic activity recognition with user a held out (HHAR protocol), synthetic
 UserID (split time:0.3), BasicMotions (UEA train/test files). Per case a full-size DeepSense
@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -82,6 +84,11 @@ def time_models(spec_path: Path) -> dict[str, float]:
         model = keras.saving.load_model(path)
         functions[name] = tf.function(lambda window, m=model: m(window, training=False),
                                       input_signature=[tf.TensorSpec((1, *x.shape[1:]))])
+    if spec.get("bundles"):  # the NumPy edge runtime (gateway.runtime)
+        from gateway.runtime import load_bundle
+
+        for name, path in spec["bundles"].items():
+            functions[f"{name} @edge"] = load_bundle(path).predict
     for function in functions.values():  # trace and warm up
         for window in x[:5]:
             function(window[None])
@@ -95,13 +102,43 @@ def time_models(spec_path: Path) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def measure_latency(models: dict[str, Path], x: np.ndarray, work: Path, rounds: int) -> dict:
+def edge_runtime_landed() -> bool:
+    """Whether the edge bundle export and the NumPy runtime are committed (not just
+    present in a working tree)."""
+    files = ["deepsense/export.py", "gateway/runtime.py"]
+    done = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--error-unmatch", *files],
+                          capture_output=True)
+    return done.returncode == 0
+
+
+def export_for_edge(source_run: Path, model, directory: Path) -> Path:
+    """An edge bundle of `model` (a run directory like `source_run`, then export_bundle)."""
+    from deepsense.export import export_bundle
+    from deepsense.model import count_parameters
+
+    run = directory / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    info = json.loads((source_run / "run.json").read_text())
+    info["parameters"] = count_parameters(model)
+    info.pop("data_path", None)  # no parity checks here: the benchmark measures latency
+    (run / "run.json").write_text(json.dumps(info, indent=2))
+    shutil.copy(source_run / "config.resolved.toml", run / "config.resolved.toml")
+    model.save(run / "model.keras")
+    return export_bundle(run, directory / "bundle", quantize="none", make_zip=False)
+
+
+def measure_latency(models: dict[str, Path], x: np.ndarray, work: Path, rounds: int,
+                    bundles: dict[str, Path] | None = None) -> dict:
     np.save(work / "latency_windows.npy", x)
     spec = work / "latency.json"
     spec.write_text(json.dumps({"models": {k: str(v) for k, v in models.items()},
+                                "bundles": {k: str(v) for k, v in (bundles or {}).items()},
                                 "windows": str(work / "latency_windows.npy"), "rounds": rounds}))
+    # one core: NumPy's BLAS threads too (TensorFlow's pools are set in time_models)
+    env = {**os.environ, **{k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                             "MKL_NUM_THREADS")}}
     out = subprocess.run([sys.executable, __file__, "--latency", str(spec)], check=True,
-                         capture_output=True, text=True).stdout
+                         capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -203,11 +240,21 @@ def run_case(case: Case, args, work: Path) -> dict:
         copy.set_weights(saved.get_weights())
         models[f"{name} @unrolled"] = path.with_name(path.stem + "_unrolled.keras")
         copy.save(models[f"{name} @unrolled"])
-    latency = measure_latency(models, a.x_test[:20], out, rounds=args.latency_rounds)
+    bundles = {}
+    if args.edge:
+        print(f"== {case.name}: edge bundles (NumPy runtime)", flush=True)
+        for name in ("original", DEEPIOT, "L1-norm filters"):
+            slug = name.split(",")[0].split(" ")[0].lower()
+            bundles[name] = export_for_edge(out / "run", keras.saving.load_model(models[name]),
+                                            out / f"edge_{slug}")
+    latency = measure_latency(models, a.x_test[:20], out, rounds=args.latency_rounds,
+                              bundles=bundles)
     for name, ms in latency.items():
         model_name, _, variant = name.partition(" @")
-        results[model_name]["latency_unrolled_ms" if variant else "latency_ms"] = ms
+        key = {"": "latency_ms", "unrolled": "latency_unrolled_ms", "edge": "latency_edge_ms"}
+        results[model_name][key[variant]] = ms
     return {"case": case, "results": results, "units": units_table(structure, compressed.masks),
+            "l1_units": units_table(structure, masks),
             "history": compressed.history, "stop_reason": compressed.stop_reason,
             "compress_seconds": compressed.seconds, "iterations": compressed.iterations,
             "fine_tune_seconds": fine_tune_seconds,
@@ -226,6 +273,7 @@ def case_table(outcome: dict) -> str:
     rows = []
     for name, r in results.items():
         latency, unrolled = r.get("latency_ms"), r.get("latency_unrolled_ms")
+        edge = r.get("latency_edge_ms")
         sparse = f" ({_mb(r['sparse_bytes'])} sparse)" if "sparse_bytes" in r else ""
         rows.append([
             name, f"{100 * r['parameters'] / base['parameters']:.2f}%", f"{r['parameters']:,}",
@@ -235,19 +283,26 @@ def case_table(outcome: dict) -> str:
             f"{r['ece']:.3f}",
             f"{latency:.2f} ({100 * latency / base['latency_ms']:.0f}%)" if latency else "-",
             f"{unrolled:.2f} ({100 * unrolled / base['latency_unrolled_ms']:.0f}%)"
-            if unrolled else "-"])
+            if unrolled else "-"]
+            + ([f"{edge:.2f} ({100 * edge / base['latency_edge_ms']:.0f}%)" if edge else "-"]
+               if "latency_edge_ms" in base else []))
+    edge_column = ["NumPy edge runtime: ms (vs original)"] if "latency_edge_ms" in base else []
     return markdown_table(["model", "params left", "params (non-zero)", "float32 MB",
                            "MFLOPs/window", "accuracy", "change (pt)", "NLL", "ECE",
-                           "latency ms (vs original)", "unrolled GRU: ms (vs original)"], rows)
+                           "latency ms (vs original)", "unrolled GRU: ms (vs original)",
+                           *edge_column], rows)
 
 
 def units_table_md(outcomes: list[dict]) -> str:
+    """Units kept per group: DeepIoT and the L1-norm baseline side by side per case."""
     groups = [row["group"] for row in outcomes[0]["units"]]
     rows = []
     for index, group in enumerate(groups):
-        cells = [f"{o['units'][index]['kept']} / {o['units'][index]['units']}" for o in outcomes]
-        rows.append([group, *cells])
-    return markdown_table(["layer (unit group)", *[o["case"].name for o in outcomes]], rows)
+        cells = [f"{o['units'][index]['kept']} / {o['l1_units'][index]['kept']}"
+                 for o in outcomes]
+        rows.append([f"{group} ({outcomes[0]['units'][index]['units']})", *cells])
+    return markdown_table(["layer (units)", *[f"{o['case'].name}: DeepIoT / L1"
+                                              for o in outcomes]], rows)
 
 
 def goals_table(outcomes: list[dict]) -> tuple[str, list[str]]:
@@ -273,6 +328,10 @@ def goals_table(outcomes: list[dict]) -> tuple[str, list[str]]:
         goal(f"{case.name}: thinned latency (Keras, 1 thread)",
              f"{100 * ratio:.0f}% ({100 * unrolled:.0f}% unrolled)", "<= 30%",
              min(ratio, unrolled) <= 0.30)
+        if "latency_edge_ms" in deepiot:
+            edge = deepiot["latency_edge_ms"] / r["original"]["latency_edge_ms"]
+            goal(f"{case.name}: thinned latency (NumPy edge runtime, 1 thread)",
+                 f"{100 * edge:.0f}%", "<= 30%", edge <= 0.30)
         for baseline in ("L1-norm filters", "magnitude (DyNS-style)"):
             goal(f"{case.name}: DeepIoT vs {baseline}",
                  f"{deepiot['accuracy']:.4f} vs {r[baseline]['accuracy']:.4f}", ">=",
@@ -324,7 +383,7 @@ def make_cases(args) -> list[Case]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=12, help="pre-training epochs")
-    parser.add_argument("--step-interval", type=int, default=12,
+    parser.add_argument("--step-interval", type=int, default=40,
                         help="compression iterations per threshold step")
     parser.add_argument("--fine-tune-epochs", type=int, default=15)
     parser.add_argument("--users", type=int, default=6)
@@ -337,10 +396,14 @@ def main() -> None:
     if args.latency:
         print(json.dumps(time_models(args.latency)))
         return
+    args.edge = edge_runtime_landed()
     if args.quick:
         args.users, args.seconds, args.epochs = 3, 12.0, 1
         args.step_interval, args.fine_tune_epochs, args.latency_rounds = 2, 1, 1
     work = args.out or Path(tempfile.mkdtemp(prefix="bench-deepiot-"))
+    from deepiot.compress import CompressSettings
+
+    compressor_lr = CompressSettings().compressor_learning_rate
     started = time.perf_counter()
     outcomes = [run_case(case, args, work) for case in make_cases(args)]
     total_min = (time.perf_counter() - started) / 60
@@ -358,16 +421,22 @@ def main() -> None:
     body = (
         "Full-size DeepSense (516,726 trainable parameters) per case, trained with Adam "
         "lr 1e-3. DeepIoT: compressor LSTM(64), REINFORCE with the moving mean/std baseline, "
-        f"batch 32, threshold 0 -> 0.825 in 33 steps of {args.step_interval} iterations (the "
+        f"RMSProp lr {compressor_lr:g} (released: 1e-3 at 500 iterations per step), batch 32, "
+        f"threshold 0 -> 0.825 in 33 steps of {args.step_interval} iterations (the "
         "paper: 500), kept units scaled by their keep probability and folded into the next "
         "layer, then the thinned model fine-tuned with the mask fixed. Parameters are "
         "trainable ones (BatchNorm moving statistics are in the float32 size). The magnitude "
         "baseline keeps the dense shapes: its 'params' are the non-zero ones and its sparse "
         "size counts float32 values + int32 CSR indices; its latency is that of the dense "
         "model it is. Latency: batch 1, one thread, Keras under tf.function, median of "
-        f"{args.latency_rounds} interleaved rounds over 20 test windows.\n\n"
+        f"{args.latency_rounds} interleaved rounds over 20 test windows"
+        + ("; the NumPy edge runtime (`gateway.runtime.load_bundle` on a "
+           "`deepsense.export.export_bundle` bundle, BLAS on one thread) in the same rounds"
+           if args.edge else "; NumPy edge-runtime latency: pending (the bundle export and "
+           "runtime were not committed when this ran)") + ".\n\n"
         + "\n".join(sections)
-        + "\n### Units kept per layer (DeepIoT)\n\n" + units_table_md(outcomes)
+        + "\n### Units kept per layer (DeepIoT / L1-norm baseline)\n\n"
+        + units_table_md(outcomes)
         + "\n\n### Goals\n\n" + goals + "\n\n"
         + (f"Missed: {', '.join(missed)}.\n\n" if missed else "All goals met.\n\n")
         + f"Whole benchmark: {total_min:.0f} min.")
