@@ -82,6 +82,7 @@ class Gateway:
         self._ready: list[_Ready] = []
         self._connected = threading.Event()
         self._first_connack = threading.Event()
+        self._subscribed = threading.Event()
         self._refusal: str | None = None
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
@@ -112,6 +113,7 @@ class Gateway:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         client.on_publish = self.outbox.on_publish
         return client
 
@@ -133,6 +135,12 @@ class Gateway:
                  flags.session_present)
         self.publish_status()
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        failed = [str(code) for code in reason_codes if code.is_failure]
+        if failed:
+            log.error("broker refused the subscriptions: %s", ", ".join(failed))
+        self._subscribed.set()
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()
         if not self._stopping.is_set():
@@ -153,7 +161,7 @@ class Gateway:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, connect_timeout_s: float = 10.0) -> "Gateway":
-        """Connect (in the background, retrying) and start the worker.
+        """Connect (in the background, retrying), start the worker, wait for the subscriptions.
 
         Raises:
             GatewayConnectionError: the broker refused us for a reason retrying cannot fix.
@@ -171,6 +179,8 @@ class Gateway:
         if not self._connected.is_set():
             log.warning("broker %s:%s not reachable yet; retrying in the background",
                         self._host, self._port)
+        else:
+            self._subscribed.wait(connect_timeout_s)   # ready: sensor topics subscribed
         return self
 
     @property
