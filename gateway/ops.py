@@ -6,8 +6,9 @@ matches its Keras counterpart in float32 (the parity tests hold them to 1e-4).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 
 def interval_mask(x: np.ndarray) -> np.ndarray:
@@ -17,6 +18,13 @@ def interval_mask(x: np.ndarray) -> np.ndarray:
 
 def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0.0)
+
+
+@lru_cache(maxsize=64)
+def _position_windows(n_positions: int, k: int, stride: int) -> np.ndarray:
+    """(P_out, k) indices of the positions each output position reads."""
+    n_out = (n_positions - k) // stride + 1
+    return np.arange(n_out)[:, None] * stride + np.arange(k)
 
 
 def conv_positions(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray,
@@ -30,10 +38,20 @@ def conv_positions(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray,
         (n, T, P_out, C_out), P_out = (P - k) // stride + 1.
     """
     k, c_in, c_out = kernel.shape
-    patches = sliding_window_view(x, k, axis=2)[:, :, ::stride]  # (n, T, P_out, C_in, k)
-    n, t, p = patches.shape[:3]
-    flat = patches.transpose(0, 1, 2, 4, 3).reshape(n * t * p, k * c_in)
-    return (flat @ kernel.reshape(k * c_in, c_out) + bias).reshape(n, t, p, c_out)
+    n, t, p, _ = x.shape
+    patches = x[:, :, _position_windows(p, k, stride)]  # (n, T, P_out, k, C_in): one gather
+    p_out = patches.shape[2]
+    return (patches.reshape(n * t * p_out, k * c_in) @ kernel.reshape(k * c_in, c_out)
+            + bias).reshape(n, t, p_out, c_out)
+
+
+@lru_cache(maxsize=64)
+def _grid_windows(n_sensors: int, n_positions: int, kh: int, kw: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (S, P, kh, kw) into the padded (sensor, position) grid, 'same' convolution."""
+    rows = np.arange(n_sensors)[:, None, None, None] + np.arange(kh)[None, None, :, None]
+    cols = np.arange(n_positions)[None, :, None, None] + np.arange(kw)[None, None, None, :]
+    return np.broadcast_arrays(rows, cols)
 
 
 def conv_sensor_positions(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -46,11 +64,12 @@ def conv_sensor_positions(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -
         (n, T, S, P, C_out). Padding as TensorFlow's 'SAME': (k - 1) // 2 before, rest after.
     """
     kh, kw, c_in, c_out = kernel.shape
+    n, t, s, p, _ = x.shape
     pad = [(0, 0), (0, 0), ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0)]
-    patches = sliding_window_view(np.pad(x, pad), (kh, kw), axis=(2, 3))  # (n,T,S,P,C,kh,kw)
-    n, t, s, p = patches.shape[:4]
-    flat = patches.transpose(0, 1, 2, 3, 5, 6, 4).reshape(n * t * s * p, kh * kw * c_in)
-    return (flat @ kernel.reshape(kh * kw * c_in, c_out) + bias).reshape(n, t, s, p, c_out)
+    rows, cols = _grid_windows(s, p, kh, kw)
+    patches = np.pad(x, pad)[:, :, rows, cols]  # (n, T, S, P, kh, kw, C_in): one gather
+    return (patches.reshape(n * t * s * p, kh * kw * c_in)
+            @ kernel.reshape(kh * kw * c_in, c_out) + bias).reshape(n, t, s, p, c_out)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -74,13 +93,14 @@ def gru(x: np.ndarray, mask: np.ndarray, kernel: np.ndarray, recurrent_kernel: n
     inputs = x @ kernel + bias[0]  # (n, T, 3u), all steps at once
     h = np.zeros((n, u), dtype=x.dtype)
     states = np.empty((n, steps, u), dtype=x.dtype)
+    any_valid, all_valid = mask.any(axis=0).tolist(), mask.all(axis=0).tolist()
     for t in range(steps):
-        recurrent = h @ recurrent_kernel + bias[1]
-        z = sigmoid(inputs[:, t, :u] + recurrent[:, :u])
-        r = sigmoid(inputs[:, t, u:2 * u] + recurrent[:, u:2 * u])
-        candidate = np.tanh(inputs[:, t, 2 * u:] + r * recurrent[:, 2 * u:])
-        new = z * h + (1.0 - z) * candidate
-        h = np.where(mask[:, t, None], new, h)
+        if any_valid[t]:  # a step no window has changes nothing
+            recurrent = h @ recurrent_kernel + bias[1]
+            gates = sigmoid(inputs[:, t, :2 * u] + recurrent[:, :2 * u])  # z and r at once
+            candidate = np.tanh(inputs[:, t, 2 * u:] + gates[:, u:] * recurrent[:, 2 * u:])
+            new = candidate + gates[:, :u] * (h - candidate)  # z h + (1 - z) candidate
+            h = new if all_valid[t] else np.where(mask[:, t, None], new, h)
         states[:, t] = h
     return states
 
