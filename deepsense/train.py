@@ -93,7 +93,7 @@ def sharded_tf_dataset(x: ShardedWindows, rows: np.ndarray, y: np.ndarray, batch
         order = rng.permutation(shards) if shuffle else shards
         for start in range(0, len(order), SHARDS_IN_MEMORY):
             group = order[start:start + SHARDS_IN_MEMORY]
-            loaded = {int(i): x.shard(int(i)).copy() for i in group}
+            loaded = {int(i): x.shard(int(i)) for i in group}  # read-only from here on
             picked = np.flatnonzero(np.isin(owner, group))
             for p in rng.permutation(picked) if shuffle else picked:
                 yield loaded[int(owner[p])][rows[p] - x.offsets[owner[p]]], y[p]
