@@ -187,7 +187,7 @@ def replay(messages: Sequence[Message], client: mqtt.Client, *, speed: float = 1
     acked = AckCounter()
     client.on_publish = acked.on_publish
     started = time.monotonic()
-    n_samples = 0
+    n_samples = n_published = 0
     skipped_s, previous = 0.0, None
     for message in messages:
         at_s = message.at_s - skipped_s
@@ -199,7 +199,12 @@ def replay(messages: Sequence[Message], client: mqtt.Client, *, speed: float = 1
             delay = started + at_s / speed - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+        if qos > 0 and not client.is_connected():
+            # After a reconnect paho re-sends what was not acknowledged, but a message
+            # published meanwhile can overtake those: wait, so every sensor stays in order.
+            acked.wait_reconnected(client, n_published, timeout_s)
         client.publish(message.topic, message.payload, qos=qos)
+        n_published += 1
         n_samples += message.n_samples
         if on_sent is not None:
             on_sent(message, time.time())
@@ -218,6 +223,15 @@ class AckCounter:
         with self._cond:
             self.n += 1
             self._cond.notify_all()
+
+    def wait_reconnected(self, client: mqtt.Client, expected: int, timeout_s: float) -> None:
+        """Wait until `client` is connected again and `expected` messages are acknowledged."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not (client.is_connected() and self.n >= expected):
+                if time.monotonic() >= deadline:
+                    return
+                self._cond.wait(0.05)
 
     def wait(self, expected: int, timeout_s: float) -> int:
         """Wait for `expected` acknowledgements; return how many are still missing."""

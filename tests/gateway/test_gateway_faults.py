@@ -60,7 +60,7 @@ def test_fault_graceful_broker_restart_mid_stream(broker, bundle, held_out_recor
     assert result["report"].n_unacknowledged == 0
     assert gateway.stop()
     assert collector.wait_for(lambda c: set(_ids(c)) >= expected, 30), \
-        sorted(expected - set(_ids(collector)))
+        (sorted(expected - set(_ids(collector))), dict(gateway.counters))
     assert set(_ids(collector)) == expected
     assert gateway.counters["disconnects"] >= 1
 
