@@ -247,38 +247,60 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Synthetic data -> prepare -> train -> evaluate, printing a short summary."""
+    """The whole chain on synthetic data: prepare, train, evaluate, compress, export, serve."""
     require("tensorflow", "train")
     from deepsense.config import load_config
     from deepsense.data.prepared import prepare_recordings, save_prepared
     from deepsense.data.synthetic import ACTIVITIES, SyntheticSpec, make_recordings
     from deepsense.evaluate import evaluate_run
+    from deepsense.export import export_bundle
     from deepsense.train import fit
+    from gateway.demo import run_live_demo
 
     out = Path(args.out)
     started = time.perf_counter()
     spec = SyntheticSpec(n_users=args.users, seconds_per_activity=args.seconds, seed=args.seed)
-    print(f"[1/3] synthetic IMU data: {spec.n_users} users x {len(spec.devices)} devices x "
+    print(f"[1/6] synthetic IMU data: {spec.n_users} users x {len(spec.devices)} devices x "
           f"{len(ACTIVITIES)} activities x {spec.seconds_per_activity:.0f} s")
     config = load_config(None, [f"train.task=\"activity\"", "train.split=\"loso:a\"",
                                 f"train.epochs={args.epochs}", "train.learning_rate=1e-3",
                                 "features.stride_s=1.25", *(args.set or [])])
-    dataset = prepare_recordings(make_recordings(spec), config.features,
+    recordings = make_recordings(spec)
+    dataset = prepare_recordings(recordings, config.features,
                                  activity_names=list(ACTIVITIES), seed=args.seed)
     save_prepared(dataset, out / "data")
     print(f"      {len(dataset)} windows of {config.features.n_intervals} x "
           f"{config.features.interval_s} s -> {out / 'data'}")
-    print(f"[2/3] training DeepSense, activity recognition, leave user 'a' out "
+    print(f"[2/6] training DeepSense, activity recognition, leave user 'a' out "
           f"({config.train.epochs} epochs max)")
     result = fit(dataset, config, out / "run", data_path=out / "data", verbose=args.keras_verbose)
     print(f"      {result.info['parameters']['trainable']:,} parameters, "
           f"{result.info['epochs_run']} epochs, {result.info['train_seconds']:.0f} s")
-    print("[3/3] evaluating on the held-out user")
-    metrics = evaluate_run(out / "run", out / "data")
-    _print_metrics(metrics)
-    print(f"done in {time.perf_counter() - started:.0f} s: model {out / 'run' / 'model.keras'}, "
-          f"metrics {out / 'run' / 'metrics.json'}, confusion matrix "
-          f"{out / 'run' / 'confusion_matrix.png'}")
+    print("[3/6] evaluating on the held-out user")
+    _print_metrics(evaluate_run(out / "run", out / "data"))
+    if args.skip_edge:
+        print(f"done in {time.perf_counter() - started:.0f} s -> {out}")
+        return 0
+    print(f"[4/6] DeepIoT: compressing to {100 * args.target_params:.0f}% of the parameters")
+    code = main(["compress", "--model", str(out / "run"), "--out", str(out / "thin"),
+                 "--target-params", str(args.target_params), "--step-interval", "5",
+                 "--fine-tune-epochs", str(args.fine_tune_epochs), "--seed", str(args.seed)])
+    if code:
+        return code
+    print("[5/6] exporting the thinned model to an edge bundle")
+    bundle = export_bundle(out / "thin", out / "bundle")
+    checks = json.loads((bundle / "manifest.json").read_text()).get("checks", {})
+    print(f"      {bundle}.zip: NumPy runtime max |diff| from Keras "
+          f"{checks.get('numpy', {}).get('max_abs_diff', float('nan')):.1e}")
+    print("[6/6] live: broker + gateway + replay of user 'a'; predictions as they arrive")
+    held_out = [r for r in recordings if r.user == "a"]
+    live = run_live_demo(bundle, held_out, out / "broker")
+    print(f"      {live['n_predictions']}/{live['n_windows']} windows predicted live over "
+          f"{live['broker']}; live accuracy {live['live_accuracy']:.4f} = offline "
+          f"{live['offline_accuracy']:.4f} on the same windows; gateway latency p50 "
+          f"{live['latency_ms_p50']:.1f} ms, p95 {live['latency_ms_p95']:.1f} ms; bundle "
+          f"{live['model_bytes']:,} bytes")
+    print(f"done in {time.perf_counter() - started:.0f} s -> {out} (data, run, thin, bundle)")
     return 0
 
 
@@ -384,12 +406,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(sub)
     add_replay_parser(sub)
 
-    p = sub.add_parser("demo", help="synthetic data -> train -> evaluate, end to end")
+    p = sub.add_parser("demo", help="synthetic data -> train -> evaluate -> compress -> "
+                       "export -> live MQTT serving, end to end")
     p.add_argument("--out", type=Path, default=Path("demo-output"))
     p.add_argument("--users", type=int, default=6)
     p.add_argument("--seconds", type=float, default=40.0)
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--target-params", type=float, default=0.1,
+                   help="DeepIoT: fraction of the parameters to keep (0.1)")
+    p.add_argument("--fine-tune-epochs", type=int, default=5)
+    p.add_argument("--skip-edge", action="store_true",
+                   help="stop after evaluation (no compression, export or live serving)")
     p.add_argument("--keras-verbose", type=int, default=2, help=argparse.SUPPRESS)
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
     p.set_defaults(handler=cmd_demo)

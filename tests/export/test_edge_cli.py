@@ -48,3 +48,19 @@ def test_bad_bundles_and_options_exit_with_one_line(bundles, tmp_path, capsys):
     assert "give --source" in capsys.readouterr().err
     assert main(["export", "--model", str(tmp_path), "--out", str(tmp_path / "b"),
                  "--quantize", "float16"]) == 2
+
+
+def test_demo_runs_the_whole_chain(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--users", "3", "--seconds", "10", "--epochs",
+                 "1", "--target-params", "0.5", "--fine-tune-epochs", "1", "--keras-verbose",
+                 "0", "--set", "model.conv_filters=4", "--set", "model.merge_filters=4",
+                 "--set", "model.gru_units=[6, 6]"]) == 0
+    printed = capsys.readouterr().out
+    assert "[6/6] live" in printed and "windows predicted live" in printed
+    live = printed.split("windows predicted live")[0].split()[-1]
+    predicted, windows = map(int, live.split("/"))
+    assert predicted == windows > 0
+    accuracies = printed.split("live accuracy ")[1].split(" on the same")[0]
+    live_accuracy, offline_accuracy = accuracies.split(" = offline ")
+    assert live_accuracy == offline_accuracy
+    assert (tmp_path / "bundle.zip").exists() and (tmp_path / "thin" / "run.json").exists()
