@@ -372,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop when at most this fraction of the parameters is left (0.07)")
     p.add_argument("--min-accuracy", type=float, metavar="A",
                    help="stop before validation accuracy falls under A (keep the last state above)")
-    p.add_argument("--step-interval", type=int, default=12, metavar="N",
+    p.add_argument("--step-interval", type=int, default=40, metavar="N",
                    help="iterations per pruning-threshold step (the paper: 500)")
     p.add_argument("--fine-tune-epochs", type=int, default=30)
     p.add_argument("--distill", type=float, default=0.5, metavar="W",
