@@ -87,6 +87,11 @@ def run_live_demo(bundle: str | Path, recordings: Sequence[Recording], workdir: 
         replay(messages, publisher, speed=speed)
         publisher.disconnect()
         publisher.loop_stop()
+        # The broker acknowledged every message; wait until the gateway has taken them all
+        # in, or stop() would cut the streams short.
+        deadline = time.monotonic() + 30
+        while gateway.counters["messages"] < len(messages) and time.monotonic() < deadline:
+            time.sleep(0.05)
         gateway.stop()
         deadline = time.monotonic() + 30
         while len(received) < len(expected) and time.monotonic() < deadline:
