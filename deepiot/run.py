@@ -33,11 +33,11 @@ from deepiot.structure import NotPrunableError, read_structure
 from deepiot.thin import thin_model
 from deepsense.config import RunConfig, config_to_dict, config_to_toml, load_config
 from deepsense.data.prepared import PreparedDataset, load_prepared
-from deepsense.data.splits import split_indices, validation_split
+from deepsense.data.splits import labelled_rows, split_indices, validation_split
 from deepsense.errors import ConfigError, DataFormatError
 from deepsense.evaluate import check_compatible
 from deepsense.model import count_parameters
-from deepsense.train import RUN_SCHEMA_VERSION, compile_model, labelled_rows, load_run
+from deepsense.train import RUN_SCHEMA_VERSION, compile_model, load_run
 
 #: Run kinds whose model is a plain DeepSense classifier that can be compressed.
 COMPRESSIBLE_KINDS = ("deepsense", "deepiot")
