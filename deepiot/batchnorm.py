@@ -12,12 +12,10 @@ from __future__ import annotations
 
 from typing import Mapping
 
-import keras
 import numpy as np
 
 from deepiot.masked import MaskedNetwork
-from deepiot.masks import full_masks
-from deepiot.structure import read_structure
+from deepsense.batchnorm import assign_moments, sample_rows
 
 
 def recalibrate(network: MaskedNetwork, x: np.ndarray, masks: Mapping[str, np.ndarray], *,
@@ -32,14 +30,5 @@ def recalibrate(network: MaskedNetwork, x: np.ndarray, masks: Mapping[str, np.nd
             of them, drawn at random.
         masks: unit group -> (n_units,) scales.
     """
-    rows = np.sort(np.random.default_rng(seed).permutation(len(x))[:max_windows])
-    for name, (mean, variance) in network.batch_norm_moments(x[rows], masks).items():
-        layer = network.model.get_layer(name)
-        layer.moving_mean.assign(mean.astype(np.float32))
-        layer.moving_variance.assign(variance.astype(np.float32))
-
-
-def recalibrate_model(model: keras.Model, x: np.ndarray, **kwargs) -> None:
-    """Recalibrate a DeepSense model's BatchNorm statistics in place (no Dropout active)."""
-    structure = read_structure(model)
-    recalibrate(MaskedNetwork(model, structure), x, full_masks(structure), **kwargs)
+    rows = sample_rows(np.arange(len(x)), max_windows, seed)
+    assign_moments(network.model, network.batch_norm_moments(x[rows], masks))

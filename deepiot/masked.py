@@ -23,6 +23,7 @@ import tensorflow as tf
 from keras import ops
 
 from deepiot.structure import PrunableStructure
+from deepsense.batchnorm import mean_batch_moments
 
 #: Name of the features input of a masked model; the scales of a unit group are the
 #: input named ``<group>_scales``.
@@ -153,19 +154,8 @@ class MaskedNetwork:
                            batch_size: int = 256) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per BatchNorm layer, the mean over batches of its input's per-channel batch mean
         and (biased) variance, every BatchNorm normalising with batch statistics."""
-        sums: dict[str, list] = {}
-        n_batches = 0
-        for inputs in _batches(x, masks, batch_size):
-            for name, value in self._probe(inputs).items():
-                value = np.asarray(value, np.float64).reshape(-1, value.shape[-1])
-                mean, var = value.mean(axis=0), value.var(axis=0)
-                if name in sums:
-                    sums[name][0] += mean
-                    sums[name][1] += var
-                else:
-                    sums[name] = [mean, var]
-            n_batches += 1
-        return {name: (mean / n_batches, var / n_batches) for name, (mean, var) in sums.items()}
+        return mean_batch_moments(self._probe(inputs)
+                                  for inputs in _batches(x, masks, batch_size))
 
 
 def _batches(x: np.ndarray, masks: Mapping[str, np.ndarray], batch_size: int):

@@ -1,21 +1,13 @@
-"""Training: tf.data pipelines, callbacks and the run directory. No argparse here.
+"""Training: tf.data pipelines, callbacks and the run directory (see `deepsense.run`).
 
-A run directory holds::
-
-    model.keras             best model (lowest validation loss)
-    checkpoints/last.keras  the latest epoch
-    backup/                 Keras BackupAndRestore state: an interrupted run resumes from it
-    logs/                   TensorBoard logs
-    history.csv             per-epoch losses and metrics
-    config.resolved.toml    the exact configuration
-    run.json                task, class names, feature settings, split, sizes, timings
+No argparse here. Re-running `fit` with the same run directory resumes an interrupted run.
 """
 
 from __future__ import annotations
 
-import importlib
 import itertools
-import json
+import dataclasses
+import math
 import os
 import sys
 import tempfile
@@ -30,23 +22,23 @@ from deepsense.config import RunConfig, config_to_dict, config_to_toml
 from deepsense.errors import ConfigError
 from deepsense.data.prepared import PreparedDataset
 from deepsense.data.shards import ShardedWindows
-from deepsense.data.splits import labelled_rows, split_indices, validation_split
+from deepsense.run import CONFIG_FILE, MODEL_FILE, RunInfo, split_rows
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402  (after quieting TensorFlow's C++ logging)
 import tensorflow as tf  # noqa: E402
 
+from deepsense.batchnorm import PreciseBatchNorm, sample_rows  # noqa: E402
 from deepsense.distribute import distribution_strategy, is_chief, prepare_multi_worker_fit  # noqa: E402
 from deepsense.model import build_deepsense, count_parameters  # noqa: E402
 
-RUN_SCHEMA_VERSION = 1
 #: Shards a streaming pipeline holds at once (their windows are shuffled together).
 SHARDS_IN_MEMORY = 4
-
-#: Packages whose modules run.json may name in ``custom_object_modules`` (imported by
-#: `load_run` so that their registered layers and losses deserialize).
-CUSTOM_OBJECT_PACKAGES = ("deepsense", "rdeepsense", "deepiot")
+#: Fewest optimiser steps in an epoch (the unit of validation, early stopping and
+#: checkpoints): a small dataset is repeated so that an epoch moves the weights enough to
+#: judge (BasicMotions' 36 training windows would otherwise make epochs of one step).
+MIN_STEPS_PER_EPOCH = 50
 
 
 @dataclass
@@ -54,7 +46,7 @@ class TrainResult:
     run_dir: Path
     model: keras.Model
     history: dict[str, list[float]]
-    info: dict
+    info: RunInfo
 
 
 def seed_everything(seed: int) -> None:
@@ -155,7 +147,7 @@ def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
         build_model: returns the compiled model to train, given the data, the config and the
             number of outputs (other packages plug in heads and losses here).
         kind: model family recorded in run.json (e.g. "deepsense", "rdeepsense").
-        extra_info: more entries for run.json.
+        extra_info: `RunInfo` fields to set (e.g. the outputs layout of another head).
     """
     t = config.train
     strategy = distribution_strategy()  # first: collective ops are set up at TF start-up
@@ -165,13 +157,10 @@ def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
     config = RunConfig(model=config.model, train=t, features=ds.features)
     seed_everything(t.seed)
 
-    train_rows, test_rows = split_indices(ds, t.split, seed=t.seed, use_augmented=t.augment)
-    fit_rows, val_rows = validation_split(ds, train_rows, t.validation_fraction, seed=t.seed)
-    fit_rows = labelled_rows(ds, fit_rows, t.task)
-    val_rows = labelled_rows(ds, val_rows, t.task)
+    fit_rows, val_rows, test_rows = split_rows(ds, t)
     class_names = ds.class_names(t.task)
     if t.task != "regression":
-        unseen = set(ds.labels(t.task)[labelled_rows(ds, test_rows, t.task)].tolist()) - set(
+        unseen = set(ds.labels(t.task)[test_rows].tolist()) - set(
             ds.labels(t.task)[fit_rows].tolist())
         if unseen:
             raise ConfigError(
@@ -193,10 +182,11 @@ def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
     monitor = "val_loss" if val_data is not None else "loss"
 
     (run / "checkpoints").mkdir(exist_ok=True)
-    (run / "config.resolved.toml").write_text(config_to_toml(config))
+    (run / CONFIG_FILE).write_text(config_to_toml(config))
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run / "backup")),
-        keras.callbacks.ModelCheckpoint(str(run / "model.keras"), monitor=monitor,
+        PreciseBatchNorm(ds.x[sample_rows(fit_rows, seed=t.seed)]),  # before what judges it
+        keras.callbacks.ModelCheckpoint(str(run / MODEL_FILE), monitor=monitor,
                                         save_best_only=True),
         keras.callbacks.ModelCheckpoint(str(run / "checkpoints" / "last.keras")),
         keras.callbacks.EarlyStopping(monitor=monitor, patience=t.early_stopping_patience,
@@ -207,61 +197,44 @@ def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.perf_counter()
-    if t.steps_per_epoch:
-        train_data = train_data.repeat()  # epochs of steps_per_epoch batches, then on
-    history = model.fit(train_data, validation_data=val_data, epochs=t.epochs,
-                        steps_per_epoch=t.steps_per_epoch, callbacks=callbacks,
+    steps_per_epoch = epoch_steps(len(fit_rows), t.batch_size, t.steps_per_epoch)
+    history = model.fit(train_data.repeat(), validation_data=val_data, epochs=t.epochs,
+                        steps_per_epoch=steps_per_epoch, callbacks=callbacks,
                         verbose=verbose, shuffle=False)
     seconds = time.perf_counter() - started
     n_epochs = len(history.epoch)
-    windows_per_epoch = t.steps_per_epoch * t.batch_size if t.steps_per_epoch else len(fit_rows)
-    model.save(run / "model.keras")  # EarlyStopping restored the best weights
+    windows_per_epoch = steps_per_epoch * t.batch_size
+    model.save(run / MODEL_FILE)  # EarlyStopping restored the best weights
 
-    info = {
-        "schema_version": RUN_SCHEMA_VERSION,
-        "kind": kind,
-        "head": t.head,
-        "outputs": ({"layout": "values", "width": n_outputs} if t.task == "regression"
-                    else {"layout": "probabilities", "width": n_outputs}),
-        "task": t.task,
-        "class_names": class_names,
-        "features": ds.features.to_dict(),
-        "data_path": str(Path(data_path).resolve()) if data_path else None,
-        "split": t.split,
-        "n_train_windows": int(len(fit_rows)),
-        "n_validation_windows": int(len(val_rows)),
-        "n_test_windows": int(len(labelled_rows(ds, test_rows, t.task))),
-        "parameters": count_parameters(model),
-        "epochs_run": n_epochs,
-        "train_seconds": round(seconds, 2),
-        "train_windows_per_s": round(windows_per_epoch * max(n_epochs, 1) / max(seconds, 1e-9), 1),
-        "distribution": {"strategy": type(strategy).__name__,
-                         "replicas": int(strategy.num_replicas_in_sync)},
-        "config": config_to_dict(config),
-        **(extra_info or {}),
-    }
-    (run / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+    info = RunInfo(
+        kind=kind,
+        head=t.head,
+        outputs=({"layout": "values", "width": n_outputs} if t.task == "regression"
+                 else {"layout": "probabilities", "width": n_outputs}),
+        task=t.task,
+        class_names=class_names,
+        features=ds.features.to_dict(),
+        data_path=str(Path(data_path).resolve()) if data_path else None,
+        split=t.split,
+        n_train_windows=int(len(fit_rows)),
+        n_validation_windows=int(len(val_rows)),
+        n_test_windows=int(len(test_rows)),
+        parameters=count_parameters(model),
+        epochs_run=n_epochs,
+        steps_per_epoch=steps_per_epoch,
+        train_seconds=round(seconds, 2),
+        train_windows_per_s=round(windows_per_epoch * max(n_epochs, 1) / max(seconds, 1e-9), 1),
+        distribution={"strategy": type(strategy).__name__,
+                      "replicas": int(strategy.num_replicas_in_sync)},
+        config=config_to_dict(config),
+    )
+    info = dataclasses.replace(info, **(extra_info or {}))
+    info.write(run)
     return TrainResult(run, model, {k: [float(v) for v in vals]
                                     for k, vals in history.history.items()}, info)
 
 
-def load_run(run_dir: str | Path) -> tuple[keras.Model, dict]:
-    """Load a run directory's best model and its run.json.
-
-    First imports the modules listed in run.json ``custom_object_modules`` (e.g.
-    ``rdeepsense.heads``), whose ``register_keras_serializable`` decorators let the model's
-    custom layers and losses load; only modules of `CUSTOM_OBJECT_PACKAGES` are accepted.
-    """
-    run = Path(run_dir)
-    for required in ("model.keras", "run.json"):
-        if not (run / required).exists():
-            raise FileNotFoundError(f"{run}: not a run directory ({required} is missing); "
-                                    "make one with `deepsense train`")
-    info = json.loads((run / "run.json").read_text())
-    for module in info.get("custom_object_modules", []):
-        if str(module).split(".")[0] not in CUSTOM_OBJECT_PACKAGES:
-            raise ValueError(f"{run / 'run.json'}: custom_object_modules expected modules of "
-                             f"{CUSTOM_OBJECT_PACKAGES}. Received: {module!r}")
-        importlib.import_module(module)
-    model = keras.saving.load_model(run / "model.keras")
-    return model, info
+def epoch_steps(n_windows: int, batch_size: int, configured: int | None) -> int:
+    """Optimiser steps per epoch: `configured`, else one pass over `n_windows` but at least
+    MIN_STEPS_PER_EPOCH."""
+    return configured or max(math.ceil(n_windows / batch_size), MIN_STEPS_PER_EPOCH)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from deepiot.batchnorm import recalibrate_model
+from deepsense.batchnorm import recalibrate_batch_norm
 from deepiot.compress import (STOP_EXTENDED, STOP_FLOOR, STOP_TARGET, CompressSettings,
                               compress)
 from deepiot.compressor import build_compressor, group_matrix
@@ -54,7 +54,7 @@ def test_accuracy_floor_restores_the_last_state_above_it(tiny_model, tiny_data):
 def test_recalibrated_statistics_are_those_of_the_data(tiny_model, windows):
     import keras
 
-    recalibrate_model(tiny_model, windows)
+    recalibrate_batch_norm(tiny_model, windows)
     conv = keras.Model(tiny_model.inputs, tiny_model.get_layer("acc_conv1").output)
     outputs = np.asarray(conv(windows)).reshape(-1, 6)
     layer = tiny_model.get_layer("acc_conv1_bn")
