@@ -92,6 +92,20 @@ def _read_recordings(args: argparse.Namespace) -> tuple[list, list[dict], list[s
     return recordings, reports, None
 
 
+def _augment_arg(text: str) -> int | str:
+    if text != "auto" and not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a count >= 0 or 'auto'. Received: {text!r}")
+    return text if text == "auto" else int(text)
+
+
+def _augment_copies(augment: int | str, recordings: list, features) -> int:
+    if augment != "auto":
+        return int(augment)
+    from deepsense.data.augment import auto_augment_copies
+
+    return auto_augment_copies(recordings, features)
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from deepsense.data.prepared import prepare_recordings, prepare_to_shards, save_prepared
 
@@ -103,7 +117,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             print(report.summary(), file=sys.stderr)
     provenance = {"source": args.source, "input": args.input, "test_input": args.test_input,
                   "reports": [r.to_dict() for r in reports]}
-    settings = {"augment_copies": args.augment, "seed": args.seed, "activity_names": classes,
+    settings = {"augment_copies": _augment_copies(args.augment, recordings, features),
+                "seed": args.seed, "activity_names": classes,
                 "progress": _progress("windows")}
     if args.shard_windows:
         out = prepare_to_shards(recordings, features, args.out, shard_windows=args.shard_windows,
@@ -140,9 +155,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         from rdeepsense.train import fit_rdeepsense as fit
     result = fit(dataset, config, args.out, data_path=args.data)
     info = result.info
-    print(f"trained {info['task']} model ({info['parameters']['trainable']:,} parameters) on "
-          f"{info['n_train_windows']} windows, {info['epochs_run']} epochs in "
-          f"{info['train_seconds']:.0f} s ({info['train_windows_per_s']:.0f} windows/s) -> {args.out}")
+    print(f"trained {info.task} model ({info.parameters['trainable']:,} parameters) on "
+          f"{info.n_train_windows} windows, {info.epochs_run} epochs in "
+          f"{info.train_seconds:.0f} s ({info.train_windows_per_s:.0f} windows/s) -> {args.out}")
     return 0
 
 
@@ -274,8 +289,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"[2/6] training DeepSense, activity recognition, leave user 'a' out "
           f"({config.train.epochs} epochs max)")
     result = fit(dataset, config, out / "run", data_path=out / "data", verbose=args.keras_verbose)
-    print(f"      {result.info['parameters']['trainable']:,} parameters, "
-          f"{result.info['epochs_run']} epochs, {result.info['train_seconds']:.0f} s")
+    print(f"      {result.info.parameters['trainable']:,} parameters, "
+          f"{result.info.epochs_run} epochs, {result.info.train_seconds:.0f} s")
     print("[3/6] evaluating on the held-out user")
     _print_metrics(evaluate_run(out / "run", out / "data"))
     if args.skip_edge:
@@ -326,8 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--shard-windows", type=int, metavar="N",
                    help="stream to shards of N windows (datasets larger than memory)")
-    p.add_argument("--augment", type=int, default=0, metavar="K",
-                   help="add K noisy copies of every window for training (released code: 9)")
+    p.add_argument("--augment", default="auto", type=_augment_arg, metavar="K",
+                   help="add K noisy copies of every window for training (released code: 9); "
+                        "default 'auto': enough for about 4,000 windows, at most 9, none "
+                        "for datasets of 4,000 windows or more")
     p.add_argument("--on-error", choices=("raise", "skip"),
                    help="bad rows: stop (default for csv/ts) or skip and report (default for hhar)")
     p.add_argument("--seed", type=int, default=0)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 
+from deepsense.data.features import FeatureConfig, window_starts
 from deepsense.data.recording import Recording, SensorStream
+
+#: `auto_augment_copies` adds noisy copies until the dataset has about this many windows.
+AUGMENT_TARGET_WINDOWS = 4000
+#: At most x10 in all, as in the released HHAR code.
+MAX_AUGMENT_COPIES = 9
 
 
 @dataclass(frozen=True)
@@ -39,3 +47,15 @@ def augment_recording(recording: Recording, rng: np.random.Generator,
         streams[name] = SensorStream(t[keep], values[keep])
     return Recording(recording.device, streams, recording.user, recording.label,
                      recording.target, recording.source, recording.split)
+
+
+def auto_augment_copies(recordings: Iterable[Recording], features: FeatureConfig) -> int:
+    """Noisy copies per recording so that a small dataset reaches ~AUGMENT_TARGET_WINDOWS.
+
+    0 for datasets of AUGMENT_TARGET_WINDOWS windows or more, at most MAX_AUGMENT_COPIES
+    (x10, the released code's setting, which BasicMotions' 80 windows get).
+    """
+    n_windows = sum(len(window_starts(r.start_s, r.end_s, features)) for r in recordings)
+    if n_windows == 0:
+        return 0
+    return min(MAX_AUGMENT_COPIES, max(0, math.ceil(AUGMENT_TARGET_WINDOWS / n_windows) - 1))

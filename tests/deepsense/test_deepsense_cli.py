@@ -72,7 +72,8 @@ def test_prepare_hhar_sample_and_basicmotions(tmp_path, capsys):
                  "--out", str(tmp_path / "bm"), "--set", "features.interval_s=0.5",
                  "--set", "features.n_intervals=19"]) == 0
     meta = json.loads((tmp_path / "bm" / "dataset.json").read_text())
-    assert meta["n_windows"] == 80
+    assert meta["n_original_windows"] == 80
+    assert meta["n_windows"] == 800, "80 windows: x10 by the automatic augmentation"
     assert sorted(meta["activity_names"]) == ["Badminton", "Running", "Standing", "Walking"]
 
 
@@ -91,3 +92,9 @@ def test_prepare_csv_reports_the_bad_line(tmp_path, capsys):
     assert main(["prepare", "--source", "csv", "--input", str(path), "--out", str(tmp_path / "o"),
                  "--on-error", "skip"]) == 0
     assert "1 skipped" in capsys.readouterr().err
+
+
+def test_prepare_refuses_a_bad_augment_count(tmp_path, capsys):
+    assert main(["prepare", "--source", "synthetic", "--users", "2", "--seconds", "5",
+                 "--augment", "many", "--out", str(tmp_path / "o")]) == 2
+    assert "--augment: expected a count >= 0 or 'auto'" in capsys.readouterr().err

@@ -90,7 +90,7 @@ def test_prepare_train_and_evaluate_a_sharded_dataset(tmp_path, tiny_model_setti
 
     settings = [item for s in tiny_model_settings for item in ("--set", s)]
     assert main(["prepare", "--source", "synthetic", "--users", "3", "--seconds", "12",
-                 "--devices", "nexus4_1", "--shard-windows", "50", "--out",
+                 "--devices", "nexus4_1", "--shard-windows", "50", "--augment", "0", "--out",
                  str(tmp_path / "data"), "--set", "features.stride_s=1.0"]) == 0
     assert "shards" in capsys.readouterr().out
     assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"),
