@@ -36,9 +36,9 @@ def _case(name, dataset, settings, work, goal):
     result = fit(dataset, config, work / name / "run", data_path=data_dir, verbose=2)
     metrics = evaluate_run(work / name / "run")
     info = result.info
-    return [name, config.train.split, info["n_train_windows"], metrics["n_windows"],
-            info["epochs_run"], f"{info['train_seconds']:.0f}",
-            f"{info['train_windows_per_s']:.0f}", f"{metrics['accuracy']:.4f}",
+    return [name, config.train.split, info.n_train_windows, metrics["n_windows"],
+            info.epochs_run, f"{info.train_seconds:.0f}",
+            f"{info.train_windows_per_s:.0f}", f"{metrics['accuracy']:.4f}",
             f"{metrics['macro_f1']:.4f}", goal,
             "yes" if metrics["accuracy"] >= goal else "**no**"]
 

@@ -120,7 +120,7 @@ def export_for_edge(source_run: Path, model, directory: Path) -> Path:
     run.mkdir(parents=True, exist_ok=True)
     info = json.loads((source_run / "run.json").read_text())
     info["parameters"] = count_parameters(model)
-    info.pop("data_path", None)  # no parity checks here: the benchmark measures latency
+    info["data_path"] = None  # no parity checks here: the benchmark measures latency
     (run / "run.json").write_text(json.dumps(info, indent=2))
     shutil.copy(source_run / "config.resolved.toml", run / "config.resolved.toml")
     model.save(run / "model.keras")
@@ -258,8 +258,8 @@ def run_case(case: Case, args, work: Path) -> dict:
             "history": compressed.history, "stop_reason": compressed.stop_reason,
             "compress_seconds": compressed.seconds, "iterations": compressed.iterations,
             "fine_tune_seconds": fine_tune_seconds,
-            "n_train": len(a.x), "n_test": len(a.x_test), "epochs": trained.info["epochs_run"],
-            "train_seconds": trained.info["train_seconds"]}
+            "n_train": len(a.x), "n_test": len(a.x_test), "epochs": trained.info.epochs_run,
+            "train_seconds": trained.info.train_seconds}
 
 
 # ---------------------------------------------------------------- report

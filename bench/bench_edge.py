@@ -47,7 +47,7 @@ def _worker(spec: dict) -> dict:
 
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-        from deepsense.train import load_run
+        from deepsense.run import load_run
 
         models = {name: load_run(path)[0] for name, path in spec["models"].items()}
         signature = [tf.TensorSpec((1, *x.shape[1:]), tf.float32)]

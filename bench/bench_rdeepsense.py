@@ -178,7 +178,7 @@ def train_runs(case: Case, work: Path, weights: list[float]) -> dict[str, list[P
 def _timed(label: str, work) -> None:
     started = time.perf_counter()
     result = work()
-    print(f"  {label}: {result.info['epochs_run']} epochs, "
+    print(f"  {label}: {result.info.epochs_run} epochs, "
           f"{time.perf_counter() - started:.0f} s", flush=True)
 
 
@@ -201,7 +201,7 @@ def method_specs(runs: dict, weight: float, temperature: float) -> list[dict]:
 
 
 def build_predictor(spec: dict):
-    from deepsense.train import load_run
+    from deepsense.run import load_run
     from rdeepsense import predictors
     from rdeepsense.moments import build_moment_model
 
@@ -219,7 +219,7 @@ def build_predictor(spec: dict):
 
 
 def fit_plain_temperature(case: Case, run: Path) -> float:
-    from deepsense.train import load_run
+    from deepsense.run import load_run
     from rdeepsense.predictors import make_logits
     from rdeepsense.temperature import fit_temperature
 
@@ -257,7 +257,7 @@ def evaluate_methods(case: Case, specs: list[dict]) -> dict[str, dict]:
 
 def sweep_table(case: Case, runs: dict) -> tuple[float, list[list]]:
     """Validation and test metrics per scoring weight; the weight with the lowest val NLL."""
-    from deepsense.train import load_run
+    from deepsense.run import load_run
     from rdeepsense.predictors import make_one_pass
 
     ds, rows, table, best = case.dataset, case.rows, [], (np.inf, None)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -31,13 +31,12 @@ from deepiot.report import compression_report, plot_tradeoff, summarize_model
 from deepiot.schedule import CompressionSchedule, ThresholdSchedule
 from deepiot.structure import NotPrunableError, read_structure
 from deepiot.thin import thin_model
-from deepsense.config import RunConfig, config_to_dict, config_to_toml, load_config
-from deepsense.data.prepared import PreparedDataset, load_prepared
-from deepsense.data.splits import labelled_rows, split_indices, validation_split
-from deepsense.errors import ConfigError, DataFormatError
-from deepsense.evaluate import check_compatible
+from deepsense.config import RunConfig, config_to_dict, config_to_toml
+from deepsense.data.prepared import PreparedDataset
+from deepsense.errors import ConfigError
 from deepsense.model import count_parameters
-from deepsense.train import RUN_SCHEMA_VERSION, compile_model, load_run
+from deepsense.run import CONFIG_FILE, MODEL_FILE, load_run, resolve_dataset, split_rows
+from deepsense.train import compile_model
 
 #: Run kinds whose model is a plain DeepSense classifier that can be compressed.
 COMPRESSIBLE_KINDS = ("deepsense", "deepiot")
@@ -57,11 +56,8 @@ class SplitArrays:
 
 def split_arrays(ds: PreparedDataset, config: RunConfig) -> SplitArrays:
     """The training, validation and test windows exactly as `train` split them."""
-    t = config.train
-    train_rows, test_rows = split_indices(ds, t.split, seed=t.seed, use_augmented=t.augment)
-    fit_rows, val_rows = validation_split(ds, train_rows, t.validation_fraction, seed=t.seed)
-    labels = ds.labels(t.task)
-    rows = [labelled_rows(ds, r, t.task) for r in (fit_rows, val_rows, test_rows)]
+    labels = ds.labels(config.train.task)
+    rows = split_rows(ds, config.train)
     return SplitArrays(*(a for r in rows for a in (ds.x[r], labels[r].astype(np.int32))))
 
 
@@ -75,21 +71,16 @@ def format_progress(record: dict) -> str:
 
 def _load(model_dir: Path, data_dir: str | Path | None):
     model, info = load_run(model_dir)
-    if info.get("kind") not in COMPRESSIBLE_KINDS or info.get("head", "softmax") != "softmax":
+    if info.kind not in COMPRESSIBLE_KINDS or info.head != "softmax":
         raise NotPrunableError(
             f"compress takes DeepSense runs with a softmax head (kind {COMPRESSIBLE_KINDS}); "
-            f"{model_dir} is kind {info.get('kind')!r}, head {info.get('head')!r} "
+            f"{model_dir} is kind {info.kind!r}, head {info.head!r} "
             "(uncertainty heads are not compressible yet)")
-    if info["task"] == "regression":
+    if info.task == "regression":
         raise ConfigError("compress supports classification runs (activity, user); "
                           f"{model_dir} is a regression run")
-    data_dir = data_dir or info.get("data_path")
-    if data_dir is None:
-        raise DataFormatError("no --data given and the run does not record its data path")
-    ds = load_prepared(data_dir)
-    check_compatible(info, ds)
-    config = load_config(model_dir / "config.resolved.toml")
-    return model, info, ds, config, Path(data_dir)
+    ds, data_dir = resolve_dataset(info, data_dir)
+    return model, info, ds, info.run_config, data_dir
 
 
 def _write_history(history: list[dict], path: Path) -> None:
@@ -157,8 +148,8 @@ def compress_run(model_dir: str | Path, out_dir: str | Path, *, data_dir: str | 
         fine_tuning=asdict(fine_tuning), history=result.history)
 
     out.mkdir(parents=True, exist_ok=True)
-    thinned.save(out / "model.keras")
-    (out / "config.resolved.toml").write_text(config_to_toml(config))
+    thinned.save(out / MODEL_FILE)
+    (out / CONFIG_FILE).write_text(config_to_toml(config))
     (out / "compression_report.json").write_text(json.dumps(report, indent=2) + "\n")
     _write_history(result.history, out / "compression_history.csv")
     fraction = report["relative_to_original"]["compressed"]["parameters"]
@@ -170,30 +161,22 @@ def compress_run(model_dir: str | Path, out_dir: str | Path, *, data_dir: str | 
                   out / "tradeoff.png", title=f"DeepIoT: {task}, split {config.train.split}")
     seconds = result.seconds + fine_tune_seconds
     windows = result.iterations * settings.batch_size + len(history["loss"]) * len(arrays.x)
-    run_info = {
-        **info,  # every field `train` writes; those compression changes follow
-        "schema_version": RUN_SCHEMA_VERSION,
-        "kind": "deepiot",
-        "head": info.get("head", "softmax"),
-        "outputs": info.get("outputs", {"layout": "probabilities",
-                                        "width": len(info["class_names"])}),
-        "task": task,
-        "class_names": info["class_names"],
-        "features": ds.features.to_dict(),
-        "data_path": str(data_dir.resolve()),
-        "split": config.train.split,
-        "n_train_windows": int(len(arrays.x)),
-        "n_validation_windows": int(len(arrays.x_val)),
-        "n_test_windows": int(len(arrays.x_test)),
-        "parameters": count_parameters(thinned),
-        "epochs_run": len(history["loss"]),
-        "train_seconds": round(seconds, 2),
-        "train_windows_per_s": round(windows / max(seconds, 1e-9), 1),
-        "distribution": {"strategy": "none (one process)", "replicas": 1},
-        "config": config_to_dict(config),
-        "compression": {
+    replace(
+        info,  # every field `train` writes; those compression changes follow
+        kind="deepiot",
+        data_path=str(data_dir.resolve()),
+        n_train_windows=int(len(arrays.x)),
+        n_validation_windows=int(len(arrays.x_val)),
+        n_test_windows=int(len(arrays.x_test)),
+        parameters=count_parameters(thinned),
+        epochs_run=len(history["loss"]),
+        train_seconds=round(seconds, 2),
+        train_windows_per_s=round(windows / max(seconds, 1e-9), 1),
+        distribution={"strategy": "none (one process)", "replicas": 1},
+        config=config_to_dict(config),
+        compression={
             "source_run": str(model_dir.resolve()),
-            "source_parameters": info["parameters"],
+            "source_parameters": info.parameters,
             "parameter_fraction": fraction,
             "target_params": settings.target_params,
             "min_accuracy": settings.min_accuracy,
@@ -202,6 +185,5 @@ def compress_run(model_dir: str | Path, out_dir: str | Path, *, data_dir: str | 
             "units": report["units"],
             "report": "compression_report.json",
         },
-    }
-    (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
+    ).write(out)
     return report

@@ -7,22 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deepsense.data.prepared import PreparedDataset, load_prepared
-from deepsense.data.splits import labelled_rows, split_indices
-from deepsense.errors import DataFormatError
 from deepsense.scoring import score_outputs
-from deepsense.train import load_run
+from deepsense.run import load_run, resolve_dataset, split_rows
 from rdeepsense.calibration import reliability_bins
-
-
-def check_compatible(info: dict, ds: PreparedDataset) -> None:
-    """The dataset must have been prepared exactly as the model's training data."""
-    if info["features"] != ds.features.to_dict():
-        raise DataFormatError("the data was prepared with different feature settings than "
-                              f"the model: model {info['features']}, data {ds.features.to_dict()}")
-    if info["task"] != "regression" and ds.class_names(info["task"]) != info["class_names"]:
-        raise DataFormatError(f"class names differ: model {info['class_names']}, "
-                              f"data {ds.class_names(info['task'])}")
 
 
 def evaluate_run(run_dir: str | Path, data_dir: str | Path | None = None, *,
@@ -36,20 +23,14 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path | None = None, *,
     50/90/95% intervals for regression models that predict a variance (run.json ``outputs``).
     """
     model, info = load_run(run_dir)
-    data_dir = data_dir or info.get("data_path")
-    if data_dir is None:
-        raise DataFormatError("no --data given and the run does not record its data path")
-    ds = load_prepared(data_dir)
-    check_compatible(info, ds)
-    task = info["task"]
-    split = split or info["split"]
-    _, test_rows = split_indices(ds, split, seed=info["config"]["train"]["seed"])
-    test_rows = labelled_rows(ds, test_rows, task)
+    ds, data_dir = resolve_dataset(info, data_dir)
+    task = info.task
+    split = split or info.split
+    test_rows = split_rows(ds, info.run_config.train, split).test
     outputs = model.predict(ds.x[test_rows], batch_size=batch_size, verbose=0)
     y_true = ds.labels(task)[test_rows]
-    metrics = score_outputs(y_true, outputs, task, info.get("outputs", {}).get("layout"),
-                            info["class_names"])
-    metrics.update({"task": task, "head": info.get("head", "softmax"), "split": split,
+    metrics = score_outputs(y_true, outputs, task, info.outputs["layout"], info.class_names)
+    metrics.update({"task": task, "head": info.head, "split": split,
                     "data": str(Path(data_dir).resolve()), "model": str(Path(run_dir).resolve())})
     out = Path(out_dir or run_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -57,7 +38,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path | None = None, *,
     if task != "regression":
         from deepsense.plots import plot_confusion_matrix
 
-        plot_confusion_matrix(np.array(metrics["confusion_matrix"]), info["class_names"],
+        plot_confusion_matrix(np.array(metrics["confusion_matrix"]), info.class_names,
                               out / "confusion_matrix.png",
                               title=f"{task}, split {split}: accuracy {metrics['accuracy']:.3f}")
         from rdeepsense.plots import plot_reliability_diagram

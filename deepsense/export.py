@@ -28,10 +28,7 @@ import numpy as np
 
 from deepsense import __version__
 from deepsense.data.features import FeatureConfig
-from deepsense.data.prepared import load_prepared
-from deepsense.data.splits import labelled_rows, split_indices
-from deepsense.evaluate import check_compatible
-from deepsense.train import load_run
+from deepsense.run import RunInfo, load_run, resolve_dataset, split_rows
 from gateway.bundle import (FORMAT, MANIFEST, SCHEMA_VERSION, TFLITE, WEIGHTS, read_bundle,
                             sha256_bytes)
 from gateway.runtime import EdgeModel
@@ -172,16 +169,15 @@ def convert_litert(model: keras.Model, quantize: str = "none",
         return path.read_bytes()
 
 
-def _check_data(info: dict, data_dir: str | Path | None):
+def _check_data(info: RunInfo, data_dir: str | Path | None):
     """(train windows, test windows, test labels) of the run's split, or None without data."""
-    data_dir = data_dir or info.get("data_path")
-    if data_dir is None or not Path(data_dir).exists():
+    path = data_dir or info.data_path
+    if path is None or not Path(path).exists():
         return None
-    ds = load_prepared(data_dir)
-    check_compatible(info, ds)
-    train_rows, test_rows = split_indices(ds, info["split"], seed=info["config"]["train"]["seed"])
-    test_rows = labelled_rows(ds, test_rows, info["task"])[:CHECK_WINDOWS]
-    return ds.x[train_rows[:CALIBRATION_WINDOWS]], ds.x[test_rows], ds.labels(info["task"])[test_rows]
+    ds, _ = resolve_dataset(info, path)
+    rows = split_rows(ds, info.run_config.train)
+    test_rows = rows.test[:CHECK_WINDOWS]
+    return ds.x[rows.fit[:CALIBRATION_WINDOWS]], ds.x[test_rows], ds.labels(info.task)[test_rows]
 
 
 def _score(outputs: np.ndarray, labels: np.ndarray, task: str) -> dict:
@@ -190,11 +186,11 @@ def _score(outputs: np.ndarray, labels: np.ndarray, task: str) -> dict:
     return {"accuracy": round(float(np.mean(outputs.argmax(axis=1) == labels)), 5)}
 
 
-def _run_metrics(run: Path, info: dict) -> dict:
+def _run_metrics(run: Path, info: RunInfo) -> dict:
     """The training, evaluation and compression numbers a user wants to see in the bundle."""
-    metrics = {"training": {**{k: info.get(k) for k in ("split", "n_train_windows",
-                                                        "epochs_run", "train_seconds")},
-                            "seed": info.get("config", {}).get("train", {}).get("seed", 0)}}
+    metrics = {"training": {"split": info.split, "n_train_windows": info.n_train_windows,
+                            "epochs_run": info.epochs_run, "train_seconds": info.train_seconds,
+                            "seed": info.run_config.train.seed}}
     for key, filename in (("evaluation", "metrics.json"),
                           ("compression", "compression_report.json")):
         if (run / filename).exists():
@@ -205,16 +201,16 @@ def _run_metrics(run: Path, info: dict) -> dict:
     return metrics
 
 
-def _outputs_meaning(info: dict) -> dict:
-    layout = info.get("outputs", {}).get("layout", "probabilities")
+def _outputs_meaning(info: RunInfo) -> dict:
+    layout = info.outputs["layout"]
     description = {
         "probabilities": "class probabilities, one per name, summing to 1",
         "gaussian_mean_variance": "[mean per target, variance per target (target units^2)]",
         "values": "point estimates, one per target",
     }[layout]
-    width = int(info["outputs"]["width"])
+    width = int(info.outputs["width"])
     n_names = width // 2 if layout == "gaussian_mean_variance" else width
-    names = info.get("class_names") or [f"target{i}" for i in range(n_names)]
+    names = info.class_names or [f"target{i}" for i in range(n_names)]
     return {"layout": layout, "width": width, "names": list(names), "description": description}
 
 
@@ -238,7 +234,7 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, *, quantize: str = "
     """
     run = Path(run_dir)
     model, info = load_run(run)
-    features = FeatureConfig.from_dict(info["features"])
+    features = FeatureConfig.from_dict(info.features)
     graph, weights = graph_and_weights(model, features)
     data = _check_data(info, data_dir)
     if quantize != "none" and data is None:
@@ -257,8 +253,7 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, *, quantize: str = "
         "schema_version": SCHEMA_VERSION,
         "format": FORMAT,
         "model": {"name": name or run.resolve().name, "version": str(version),
-                  "task": info["task"], "kind": info.get("kind", "deepsense"),
-                  "head": info.get("head", "softmax"),
+                  "task": info.task, "kind": info.kind, "head": info.head,
                   "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                   "exported_by": f"deepsense {__version__}"},
         "preprocessing": {
@@ -276,14 +271,14 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, *, quantize: str = "
         "outputs": _outputs_meaning(info),
         "graph": graph,
         "weights": {k: list(v.shape) for k, v in weights.items()},
-        "parameters": {"trained": info.get("parameters", {}),
+        "parameters": {"trained": info.parameters,
                        "exported": int(sum(v.size for v in weights.values()))},
         "quantization": {"tflite": quantize},
         "metrics": _run_metrics(run, info),
     }
     _write_manifest(out, manifest)
     if data is not None:
-        manifest["checks"] = _parity_checks(model, out, data, info["task"], quantize)
+        manifest["checks"] = _parity_checks(model, out, data, info.task, quantize)
         _write_manifest(out, manifest)
     if make_zip:
         write_zip(out)

@@ -7,7 +7,7 @@ result = fit_rdeepsense(dataset, load_config(None, ['train.head="rdeepsense"']),
 
 run.json gets ``head: "rdeepsense"``, ``head_dropout``, ``outputs`` (`output_layout`), so
 evaluation and export know what the output columns mean, and ``custom_object_modules``, so
-`deepsense.train.load_run` can load the model in a fresh process.
+`deepsense.run.load_run` can load the model in a fresh process.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from rdeepsense.heads import HEAD_DROPOUT, add_uncertainty_head
 from rdeepsense.losses import (ClassificationScoringLoss, GaussianScoringLoss,
                                gaussian_mean_absolute_error)
 
-#: Modules that register the head's layers and losses; `deepsense.train.load_run` imports them.
+#: Modules that register the head's layers and losses; `deepsense.run.load_run` imports them.
 CUSTOM_OBJECT_MODULES = ["rdeepsense.heads", "rdeepsense.losses"]
 
 

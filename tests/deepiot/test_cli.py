@@ -9,7 +9,7 @@ from deepsense.cli import main
 from deepsense.data.features import FeatureConfig
 from deepsense.data.prepared import prepare_recordings, save_prepared
 from deepsense.data.synthetic import ACTIVITIES, SyntheticSpec, make_recordings
-from deepsense.train import load_run
+from deepsense.run import load_run
 
 TINY_MODEL = ["--set", "model.conv_filters=4", "--set", "model.merge_filters=4",
               "--set", "model.gru_units=[6, 6]"]

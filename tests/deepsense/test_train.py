@@ -5,7 +5,8 @@ import pytest
 
 from deepsense.config import load_config
 from deepsense.evaluate import evaluate_run
-from deepsense.train import fit, load_run
+from deepsense.run import load_run
+from deepsense.train import fit
 
 
 @pytest.fixture(scope="module")
@@ -87,4 +88,16 @@ def test_interrupted_training_resumes_from_its_backup(tiny_dataset, tmp_path, mo
             fit(tiny_dataset, config, tmp_path, verbose=0)
     assert (tmp_path / "backup").exists()
     result = fit(tiny_dataset, config, tmp_path, verbose=0)
-    assert result.info["epochs_run"] == 2, "epochs 2 and 3 only: epoch 1 was restored"
+    assert result.info.epochs_run == 2, "epochs 2 and 3 only: epoch 1 was restored"
+
+
+def test_a_fresh_process_loads_a_run_with_deepsense_run_alone(trained_run):
+    import subprocess
+    import sys
+
+    code = ("import sys; from deepsense.run import load_run; "
+            "model, info = load_run(sys.argv[1]); print(info.kind, model.name)")
+    done = subprocess.run([sys.executable, "-c", code, str(trained_run.run_dir)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-2:] == ["deepsense", "deepsense"]

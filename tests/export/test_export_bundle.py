@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from deepsense.data.splits import split_indices
-from deepsense.train import load_run
+from deepsense.run import load_run
 from gateway.bundle import read_bundle
 from gateway.runtime import load_bundle
 
@@ -33,7 +33,7 @@ def test_edge_runtimes_match_keras(kind, backend, runs, bundles, edge_data):
     outputs = edge.predict(x)
     assert outputs.shape == expected.shape and outputs.dtype == np.float32
     np.testing.assert_allclose(outputs, expected, atol=1e-4, rtol=0)
-    if info["task"] != "regression":
+    if info.task != "regression":
         assert np.array_equal(outputs.argmax(axis=1), expected.argmax(axis=1))
 
 
@@ -42,8 +42,8 @@ def test_edge_runtimes_match_keras(kind, backend, runs, bundles, edge_data):
 def test_manifest_describes_the_model(kind, runs, bundles):
     _, info = load_run(runs[kind])
     manifest = json.loads((bundles[kind] / "manifest.json").read_text())
-    assert manifest["model"]["task"] == info["task"]
-    assert manifest["preprocessing"]["features"] == info["features"]
+    assert manifest["model"]["task"] == info.task
+    assert manifest["preprocessing"]["features"] == info.features
     assert manifest["input"]["shape"] == [20, 120]
     layout = manifest["outputs"]["layout"]
     assert layout == ("gaussian_mean_variance" if kind == "regression" else "probabilities")

@@ -41,7 +41,7 @@ def test_trained_model_loads_without_custom_objects(rdeepsense_run, small_datase
 
 def test_a_fresh_process_loads_the_run_without_custom_objects(rdeepsense_run):
     """load_run imports the modules run.json names; nothing is passed to load_model."""
-    code = ("import sys; from deepsense.train import load_run; model, _ = load_run(sys.argv[1]); "
+    code = ("import sys; from deepsense.run import load_run; model, _ = load_run(sys.argv[1]); "
             "print(type(model.loss).__name__, model.loss.weight, model.output_shape)")
     out = subprocess.run([sys.executable, "-c", code, str(rdeepsense_run.run_dir)], check=True,
                          capture_output=True, text=True, cwd=Path(__file__).parents[2]).stdout
