@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from deepsense.data.features import FeatureConfig
+from deepsense.errors import require
 from gateway import ops
 from gateway.bundle import Bundle, BundleError, read_bundle
 from rdeepsense.predictions import summarize
@@ -82,19 +83,21 @@ class NumpyGraph:
 
 
 class LiteRTGraph:
-    """The bundle's flatbuffer in the LiteRT interpreter, one window per invoke."""
+    """The bundle's flatbuffer in the LiteRT interpreter, one window per invoke.
+
+    Raises:
+        MissingExtraError: ai-edge-litert is not installed (an ImportError).
+        BundleError: the bundle has no model.tflite.
+    """
 
     def __init__(self, bundle: Bundle, num_threads: int = 1):
         if bundle.tflite is None:
             raise BundleError(f"{bundle.source}: the bundle has no model.tflite; "
                               "use the numpy backend")
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:
-            raise BundleError("the litert backend needs ai-edge-litert: pip install "
-                              "'deepsense-iot[edge]' (no wheels for 32-bit x86 or some ARM "
-                              "boards; the numpy backend runs everywhere)") from None
-        self.interpreter = Interpreter(model_content=bundle.tflite, num_threads=num_threads)
+        # MissingExtraError (an ImportError) without LiteRT: no wheels for 32-bit x86 or
+        # some ARM boards; the numpy backend runs everywhere.
+        interpreter = require("ai_edge_litert.interpreter", "edge")
+        self.interpreter = interpreter.Interpreter(model_content=bundle.tflite, num_threads=num_threads)
         self.interpreter.allocate_tensors()
         self.input_index = self.interpreter.get_input_details()[0]["index"]
         self.output_index = self.interpreter.get_output_details()[0]["index"]
