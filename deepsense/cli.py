@@ -219,8 +219,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from gateway.offline import predict_dataset
-    from gateway.runtime import load_bundle
+    from edge.offline import predict_dataset
+    from edge.runtime import load_bundle
 
     model = load_bundle(args.bundle, backend=args.backend)
     if (args.data / "dataset.json").exists():

@@ -1,4 +1,4 @@
-"""`deepsense export`: a run directory -> an edge bundle (see `gateway.bundle` for the format).
+"""`deepsense export`: a run directory -> an edge bundle (see `edge.bundle` for the format).
 
 What goes in:
 
@@ -32,9 +32,9 @@ from deepsense.data.prepared import load_prepared
 from deepsense.data.splits import labelled_rows, split_indices
 from deepsense.evaluate import check_compatible
 from deepsense.train import load_run
-from gateway.bundle import (FORMAT, MANIFEST, SCHEMA_VERSION, TFLITE, WEIGHTS, read_bundle,
+from edge.bundle import (FORMAT, MANIFEST, SCHEMA_VERSION, TFLITE, WEIGHTS, read_bundle,
                             sha256_bytes)
-from gateway.runtime import EdgeModel
+from edge.runtime import EdgeModel
 
 QUANTIZE = ("none", "dynamic", "int8")
 #: Layers a bundle can express; anything else in a model is refused by name.

@@ -67,9 +67,9 @@ def add_replay_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from edge.runtime import load_bundle
     from gateway.broker import start_local_broker
     from gateway.config import load_gateway_config
-    from gateway.runtime import load_bundle
     from gateway.service import Gateway
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

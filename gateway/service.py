@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 import paho.mqtt.client as mqtt
 
+from edge.runtime import EdgeModel
 from gateway.config import GatewayConfig, parse_broker_url
 from gateway.messages import SCHEMA, PayloadError, encode_error, encode_json, parse_samples
 from gateway.ota import UpdateError, fetch_bundle, load_update, read_announcement
 from gateway.outbox import Outbox
-from gateway.runtime import EdgeModel
 from gateway.stream import DeviceStream, Window
 from gateway.topics import check_id
 

@@ -8,8 +8,8 @@ import pytest
 
 from deepsense.data.splits import split_indices
 from deepsense.train import load_run
-from gateway.bundle import read_bundle
-from gateway.runtime import load_bundle
+from edge.bundle import read_bundle
+from edge.runtime import load_bundle
 
 KINDS = ("plain", "rdeepsense", "regression", "thinned")
 
@@ -115,7 +115,7 @@ def test_quantize_without_data_is_refused(runs, tmp_path):
 @pytest.mark.slow
 def test_a_failing_numpy_runtime_check_fails_the_export(runs, tmp_path, monkeypatch):
     from deepsense.export import export_bundle
-    from gateway import ops
+    from edge import ops
 
     def broken(x):
         raise ValueError("the edge softmax is broken")

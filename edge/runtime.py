@@ -7,7 +7,7 @@ outputs = model.predict(x)                   # (n, C) probabilities or (n, 2k) [
 model.summarize(outputs)                     # [{"label": ..., "probs": ..., "entropy": ...}]
 ```
 
-The NumPy backend runs the manifest's graph with `gateway.ops`; the LiteRT backend runs the
+The NumPy backend runs the manifest's graph with `edge.ops`; the LiteRT backend runs the
 bundle's flatbuffer one window at a time (it was exported with batch 1).
 """
 
@@ -20,9 +20,9 @@ import numpy as np
 
 from deepsense.data.features import FeatureConfig
 from deepsense.errors import require
-from gateway import ops
-from gateway.bundle import Bundle, BundleError, read_bundle
-from rdeepsense.predictions import summarize
+from edge import ops
+from edge.bundle import Bundle, BundleError, read_bundle
+from edge.predictions import summarize
 
 BACKENDS = ("numpy", "litert")
 
@@ -166,5 +166,5 @@ class EdgeModel:
 
 
 def load_bundle(path: str | Path, backend: str = "numpy") -> EdgeModel:
-    """Read, verify and load a bundle directory or .zip (see `gateway.bundle`)."""
+    """Read, verify and load a bundle directory or .zip (see `edge.bundle`)."""
     return EdgeModel(read_bundle(path), backend)
