@@ -14,6 +14,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from deepsense.data.sources import add_source_arguments
 from deepsense.errors import ConfigError
 
 
@@ -43,8 +44,7 @@ def add_replay_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", help="publish a recording as live MQTT sensor messages")
     p.add_argument("--data", required=True,
                    help="our CSV, a raw HHAR folder, a .ts file, or synthetic[:USER]")
-    p.add_argument("--format", choices=("auto", "csv", "hhar", "ts", "synthetic"),
-                   default="auto")
+    add_source_arguments(p)
     p.add_argument("--broker", default="mqtt://127.0.0.1:1883")
     p.add_argument("--device-id", help="publish under this device id (one-device recordings)")
     p.add_argument("--devices", type=int, default=1, metavar="N",
@@ -57,7 +57,6 @@ def add_replay_parser(sub: argparse._SubParsersAction) -> None:
                    help="shorten longer pauses in the data to this (timestamps unchanged)")
     p.add_argument("--qos", type=int, choices=(0, 1), default=1)
     p.add_argument("--topic-prefix", default="sense/v1")
-    p.add_argument("--sample-rate-hz", type=float, help="sampling rate of a .ts file")
     p.add_argument("--seconds", type=float, default=30.0,
                    help="synthetic: seconds per activity")
     p.add_argument("--ca-file")
@@ -118,7 +117,8 @@ def _serve(gateway) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from gateway.replay import connect_client, load_recordings, plan_messages, replay
+    from deepsense.data.sources import ReadOptions, read_recordings
+    from gateway.replay import connect_client, plan_messages, replay, synthetic_stream
     from gateway.topics import Topics
 
     if args.devices < 1:
@@ -128,9 +128,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         password = Path(args.password_file).read_text().splitlines()[0].strip()
     elif args.username:
         password = os.environ.get("DEEPSENSE_MQTT_PASSWORD")
-    recordings = load_recordings(args.data, args.format, sample_rate_hz=args.sample_rate_hz,
-                                 seconds=args.seconds)
-    messages = plan_messages(recordings, Topics(args.topic_prefix), device_id=args.device_id,
+    data = read_recordings(args.source, args.data, ReadOptions(
+        on_error=args.on_error, sample_rate_hz=args.sample_rate_hz,
+        synthetic=synthetic_stream(args.seconds)))
+    messages = plan_messages(data.recordings, Topics(args.topic_prefix), device_id=args.device_id,
                              n_copies=args.devices, batch_s=args.batch_s)
     n_devices = len({m.device_id for m in messages})
     print(f"replaying {len(messages)} messages of {n_devices} device(s) "

@@ -12,18 +12,16 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import paho.mqtt.client as mqtt
 
 from deepsense.data.recording import Recording
+from deepsense.data.synthetic import SyntheticSpec
 from gateway.config import parse_broker_url
 from gateway.messages import encode_samples
 from gateway.topics import Topics, check_id
-
-FORMATS = ("auto", "csv", "hhar", "ts", "synthetic")
 
 
 @dataclass(frozen=True)
@@ -43,42 +41,11 @@ class Message:
     last_t_s: float
 
 
-def load_recordings(data: str, fmt: str = "auto", *, sample_rate_hz: float | None = None,
-                    seed: int = 0, seconds: float = 30.0) -> list[Recording]:
-    """Recordings from our CSV, a raw HHAR folder, a UEA .ts file, or ``synthetic[:USER]``.
-
-    ``synthetic`` (or ``synthetic:b``) generates one device of one user doing each activity
-    for `seconds` seconds.
-    """
-    if fmt == "auto":
-        path = Path(data)
-        fmt = ("synthetic" if data.startswith("synthetic") else "hhar" if path.is_dir()
-               else "ts" if path.suffix == ".ts" else "csv")
-    if fmt not in FORMATS:
-        raise ValueError(f"format expected one of {FORMATS}. Received: {fmt!r}")
-    if fmt == "synthetic":
-        from deepsense.data.synthetic import SyntheticSpec, make_recordings
-
-        user = data.split(":", 1)[1] if ":" in data else "a"
-        if len(user) != 1 or not "a" <= user <= "z":
-            raise ValueError(f"synthetic user expected one letter a-z. Received: {user!r}")
-        spec = SyntheticSpec(n_users=ord(user) - ord("a") + 1, devices=("nexus4_1",),
-                             seconds_per_activity=seconds, n_gaps=1,
-                             max_gap_s=min(1.5, seconds / 4), seed=seed)
-        return [r for r in make_recordings(spec) if r.user == user]
-    if fmt == "csv":
-        from deepsense.data.csv_format import read_sensor_csv
-
-        return read_sensor_csv(data)[0]
-    if fmt == "hhar":
-        from deepsense.data.hhar import read_hhar
-
-        return read_hhar(data)[0]
-    from deepsense.data.ts_format import read_ts
-
-    if sample_rate_hz is None:
-        raise ValueError("a .ts file carries no clock: give its sample rate (--sample-rate-hz)")
-    return read_ts(data, sample_rate_hz=sample_rate_hz)[0]
+def synthetic_stream(seconds: float = 30.0, seed: int = 0) -> SyntheticSpec:
+    """What ``replay --data synthetic[:USER]`` publishes: one device (nexus4_1) of the user
+    (default "a") doing each activity for `seconds` seconds, with one short gap."""
+    return SyntheticSpec(n_users=1, devices=("nexus4_1",), seconds_per_activity=seconds,
+                         n_gaps=1, max_gap_s=min(1.5, seconds / 4), seed=seed)
 
 
 def plan_messages(recordings: Sequence[Recording], topics: Topics, *,
