@@ -391,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    verbose = "--verbose" in (sys.argv[1:] if argv is None else argv)
+    args = None
     try:
         args = parser.parse_args(argv)
         return args.handler(args)
@@ -401,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (DataFormatError, MissingExtraError, FileNotFoundError, OSError, ValueError) as exc:
-        if verbose:
+        if args is not None and args.verbose:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 1

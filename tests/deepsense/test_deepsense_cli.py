@@ -30,6 +30,12 @@ def test_missing_data_exits_1_with_one_line(tmp_path, capsys):
     assert "not a prepared dataset" in err and "\n" not in err
 
 
+def test_verbose_shows_the_traceback(tmp_path, capsys):
+    argv = ["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")]
+    assert main(["--verbose", *argv]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
 def test_prepare_train_evaluate_from_the_command_line(tmp_path, capsys, tiny_model_settings):
     data, run = tmp_path / "data", tmp_path / "run"
     assert main(["prepare", "--source", "synthetic", "--out", str(data), "--users", "3",
