@@ -14,10 +14,12 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from deepsense.errors import ConfigError
-from gateway.topics import Topics, check_id, check_prefix
+from gateway.topics import DEFAULT_GATEWAY_ID, DEFAULT_PREFIX, Topics, check_id, check_prefix
 
 #: Environment variable holding the broker password, unless `password_file` is given.
 PASSWORD_ENV = "DEEPSENSE_MQTT_PASSWORD"
+#: The broker `serve` and `replay` use when none is given: a local Mosquitto.
+DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
 
 
 @dataclass(frozen=True)
@@ -59,14 +61,14 @@ class GatewayConfig:
         max_bundle_bytes: larger over-the-air bundles are refused.
     """
 
-    broker: str = "mqtt://127.0.0.1:1883"
+    broker: str = DEFAULT_BROKER
     ca_file: str | None = None
     username: str | None = None
     password_file: str | None = None
     password_env: str = PASSWORD_ENV
-    gateway_id: str = "gw1"
+    gateway_id: str = DEFAULT_GATEWAY_ID
     client_id: str | None = None
-    topic_prefix: str = "sense/v1"
+    topic_prefix: str = DEFAULT_PREFIX
     qos_in: int = 1
     keepalive_s: int = 30
     reconnect_min_s: int = 1

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from deepsense.errors import ConfigError
-from gateway.config import GatewayConfig, load_gateway_config, parse_broker_url
+from gateway.config import DEFAULT_BROKER, GatewayConfig, load_gateway_config, parse_broker_url
 
 
 def test_config_file_then_overrides(tmp_path):
@@ -58,3 +58,15 @@ def test_gateway_never_imports_tensorflow():
             "print('tensorflow' in sys.modules or 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_serve_and_replay_share_the_broker_flags_and_their_defaults():
+    from deepsense.cli import build_parser
+
+    parser = build_parser()
+    serve = parser.parse_args(["serve", "--bundle", "b"])
+    replay = parser.parse_args(["replay", "--data", "d"])
+    for flag in ("broker", "ca_file", "username", "password_file"):
+        assert getattr(serve, flag) is None and getattr(replay, flag) is None
+    assert load_gateway_config().broker == DEFAULT_BROKER
+    assert replay.topic_prefix == load_gateway_config().topic_prefix
