@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import tempfile
 import threading
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from deepsense.data.sources import add_source_arguments
 from deepsense.errors import ConfigError
-from gateway.config import DEFAULT_BROKER, PASSWORD_ENV
+from gateway.config import DEFAULT_BROKER, PASSWORD_ENV, read_password
 from gateway.topics import DEFAULT_PREFIX
 
 
@@ -130,11 +129,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.devices < 1:
         raise ConfigError(f"--devices expected >= 1. Received: {args.devices}")
     broker = args.broker or DEFAULT_BROKER
-    password = None
-    if args.password_file:
-        password = Path(args.password_file).read_text().splitlines()[0].strip()
-    elif args.username:
-        password = os.environ.get("DEEPSENSE_MQTT_PASSWORD")
+    password = read_password(args.password_file) if args.username else None
     data = read_recordings(args.source, args.data, ReadOptions(
         on_error=args.on_error, sample_rate_hz=args.sample_rate_hz,
         synthetic=synthetic_stream(args.seconds)))

@@ -116,13 +116,23 @@ class GatewayConfig:
 
     def password(self) -> str | None:
         """The broker password from `password_file` or the environment, or None."""
-        if self.password_file:
-            try:
-                return Path(self.password_file).read_text().splitlines()[0].strip()
-            except (OSError, IndexError) as exc:
-                raise ConfigError(f"gateway.password_file {self.password_file!r}: cannot read "
-                                  f"a password ({type(exc).__name__})") from None
-        return os.environ.get(self.password_env) or None
+        return read_password(self.password_file, self.password_env)
+
+
+def read_password(password_file: str | None, password_env: str = PASSWORD_ENV) -> str | None:
+    """The first line of `password_file`, else the environment variable `password_env`, or
+    None. The password is never logged.
+
+    Raises:
+        ConfigError: `password_file` cannot be read or is empty.
+    """
+    if password_file:
+        try:
+            return Path(password_file).read_text().splitlines()[0].strip()
+        except (OSError, IndexError) as exc:
+            raise ConfigError(f"password file {password_file!r}: cannot read "
+                              f"a password ({type(exc).__name__})") from None
+    return os.environ.get(password_env) or None
 
 
 def parse_broker_url(url: str) -> tuple[bool, str, int]:

@@ -70,3 +70,27 @@ def test_serve_and_replay_share_the_broker_flags_and_their_defaults():
         assert getattr(serve, flag) is None and getattr(replay, flag) is None
     assert load_gateway_config().broker == DEFAULT_BROKER
     assert replay.topic_prefix == load_gateway_config().topic_prefix
+
+
+def test_replay_reads_the_password_like_the_gateway(tmp_path, monkeypatch):
+    import gateway.replay
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_connect(broker, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(gateway.replay, "connect_client", fake_connect)
+    monkeypatch.setenv("DEEPSENSE_MQTT_PASSWORD", "from-env")
+    from deepsense.cli import build_parser
+    from gateway.commands import cmd_replay
+
+    args = build_parser().parse_args(["replay", "--data", "synthetic", "--seconds", "2",
+                                      "--username", "u"])
+    with pytest.raises(Stop):
+        cmd_replay(args)
+    assert seen["password"] == GatewayConfig(username="u").password() == "from-env"
