@@ -123,7 +123,8 @@ def _serve(gateway) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from deepsense.data.sources import ReadOptions, read_recordings
-    from gateway.replay import connect_client, plan_messages, replay, synthetic_stream
+    from gateway.client import connect_client
+    from gateway.replay import plan_messages, replay, synthetic_stream
     from gateway.topics import Topics
 
     if args.devices < 1:

@@ -8,7 +8,6 @@ Several copies of a recording under different device ids make a load test.
 
 from __future__ import annotations
 
-import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ import paho.mqtt.client as mqtt
 
 from deepsense.data.recording import Recording
 from deepsense.data.synthetic import SyntheticSpec
-from gateway.config import parse_broker_url
 from gateway.messages import encode_samples
 from gateway.topics import Topics, check_id
 
@@ -107,38 +105,6 @@ class ReplayReport:
     n_samples: int
     seconds: float
     n_unacknowledged: int
-
-
-def connect_client(broker: str, client_id: str = "", *, clean_session: bool = True,
-                   ca_file: str | None = None, username: str | None = None,
-                   password: str | None = None, timeout_s: float = 10.0) -> mqtt.Client:
-    """A connected paho client (VERSION2, MQTT 3.1.1) with its network loop running.
-
-    paho reconnects it by itself and re-sends unacknowledged QoS 1 messages.
-    """
-    tls, host, port = parse_broker_url(broker)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         clean_session=clean_session, protocol=mqtt.MQTTv311)
-    if tls:
-        client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
-    if username:
-        client.username_pw_set(username, password)
-    client.max_inflight_messages_set(1000)
-    connected = threading.Event()
-
-    def on_connect(client, userdata, flags, reason_code, properties) -> None:
-        if not reason_code.is_failure:
-            connected.set()
-
-    client.on_connect = on_connect
-    client.connect(host, port, keepalive=30)
-    client.loop_start()
-    if not connected.wait(timeout_s):
-        client.loop_stop()
-        client.disconnect()
-        raise ConnectionError(f"broker {host}:{port} did not accept the replay client "
-                              f"within {timeout_s} s")
-    return client
 
 
 def replay(messages: Sequence[Message], client: mqtt.Client, *, speed: float = 1.0,

@@ -73,7 +73,7 @@ def test_serve_and_replay_share_the_broker_flags_and_their_defaults():
 
 
 def test_replay_reads_the_password_like_the_gateway(tmp_path, monkeypatch):
-    import gateway.replay
+    import gateway.client
 
     seen = {}
 
@@ -84,7 +84,7 @@ def test_replay_reads_the_password_like_the_gateway(tmp_path, monkeypatch):
         seen.update(kwargs)
         raise Stop
 
-    monkeypatch.setattr(gateway.replay, "connect_client", fake_connect)
+    monkeypatch.setattr(gateway.client, "connect_client", fake_connect)
     monkeypatch.setenv("DEEPSENSE_MQTT_PASSWORD", "from-env")
     from deepsense.cli import build_parser
     from gateway.commands import cmd_replay
