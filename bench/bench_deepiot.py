@@ -84,8 +84,8 @@ def time_models(spec_path: Path) -> dict[str, float]:
         model = keras.saving.load_model(path)
         functions[name] = tf.function(lambda window, m=model: m(window, training=False),
                                       input_signature=[tf.TensorSpec((1, *x.shape[1:]))])
-    if spec.get("bundles"):  # the NumPy edge runtime (gateway.runtime)
-        from gateway.runtime import load_bundle
+    if spec.get("bundles"):  # the NumPy edge runtime (edge.runtime)
+        from edge.runtime import load_bundle
 
         for name, path in spec["bundles"].items():
             functions[f"{name} @edge"] = load_bundle(path).predict
@@ -105,7 +105,7 @@ def time_models(spec_path: Path) -> dict[str, float]:
 def edge_runtime_landed() -> bool:
     """Whether the edge bundle export and the NumPy runtime are committed (not just
     present in a working tree)."""
-    files = ["deepsense/export.py", "gateway/runtime.py"]
+    files = ["deepsense/export.py", "edge/runtime.py"]
     done = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--error-unmatch", *files],
                           capture_output=True)
     return done.returncode == 0
@@ -430,7 +430,7 @@ def main() -> None:
         "size counts float32 values + int32 CSR indices; its latency is that of the dense "
         "model it is. Latency: batch 1, one thread, Keras under tf.function, median of "
         f"{args.latency_rounds} interleaved rounds over 20 test windows"
-        + ("; the NumPy edge runtime (`gateway.runtime.load_bundle` on a "
+        + ("; the NumPy edge runtime (`edge.runtime.load_bundle` on a "
            "`deepsense.export.export_bundle` bundle, BLAS on one thread) in the same rounds"
            if args.edge else "; NumPy edge-runtime latency: pending (the bundle export and "
            "runtime were not committed when this ran)") + ".\n\n"

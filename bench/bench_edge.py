@@ -55,7 +55,7 @@ def _worker(spec: dict) -> dict:
                                   input_signature=signature)
                 for name, m in models.items()}
     else:
-        from gateway.runtime import load_bundle
+        from edge.runtime import load_bundle
 
         models = {name: load_bundle(path, backend=spec["backend"])
                   for name, path in spec["models"].items()}

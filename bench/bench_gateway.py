@@ -49,10 +49,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from report import markdown_table, write_section  # noqa: E402
 
+from edge.runtime import load_bundle  # noqa: E402
 from gateway.broker import Mosquitto  # noqa: E402
+from gateway.client import connect_client  # noqa: E402
 from gateway.messages import encode_samples  # noqa: E402
-from gateway.replay import connect_client  # noqa: E402
-from gateway.runtime import load_bundle  # noqa: E402
 
 RATE_HZ = 100.0
 BATCH_S = 0.1

@@ -51,8 +51,8 @@ from deepsense.data.recording import Recording, SensorStream  # noqa: E402
 from deepsense.data.splits import split_indices, validation_split  # noqa: E402
 from deepsense.data.synthetic import ACTIVITIES, SyntheticSpec, make_recordings  # noqa: E402
 from deepsense.data.ts_format import read_ts  # noqa: E402
-from rdeepsense.calibration import classification_calibration  # noqa: E402
-from rdeepsense.stats import entropy  # noqa: E402
+from edge.calibration import classification_calibration  # noqa: E402
+from edge.stats import entropy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL_MODEL = ["model.conv_filters=32", "model.merge_filters=32", "model.gru_units=[64, 64]"]

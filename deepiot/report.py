@@ -19,8 +19,8 @@ from deepiot.structure import PrunableStructure
 
 
 def calibration(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    """Accuracy, NLL, ECE and Brier of class probabilities (rdeepsense.calibration)."""
-    from rdeepsense.calibration import classification_calibration
+    """Accuracy, NLL, ECE and Brier of class probabilities (edge.calibration)."""
+    from edge.calibration import classification_calibration
 
     metrics = classification_calibration(y, probs)
     return {k: round(float(metrics[k]), 4) for k in ("accuracy", "nll", "ece", "brier")}

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from deepsense import __version__
+from deepsense.data.sources import ReadOptions, add_source_arguments, read_recordings
 from deepsense.errors import ConfigError, DataFormatError, MissingExtraError, require
 from gateway.commands import add_replay_parser, add_serve_parser
-
-SOURCES = ("synthetic", "hhar", "ts", "csv")
 
 
 class UsageError(Exception):
@@ -54,42 +53,11 @@ def _run_config(args: argparse.Namespace):
 
 
 # ---------------------------------------------------------------- prepare
-def _read_recordings(args: argparse.Namespace) -> tuple[list, list[dict], list[str] | None]:
-    """Recordings from the chosen source, the readers' reports, and a fixed class order."""
-    if args.source == "synthetic":
-        from deepsense.data.synthetic import ACTIVITIES, SyntheticSpec, make_recordings
+def _synthetic_spec(args: argparse.Namespace):
+    from deepsense.data.synthetic import SyntheticSpec
 
-        spec = SyntheticSpec(n_users=args.users, seconds_per_activity=args.seconds,
-                             seed=args.seed, **({"devices": tuple(args.devices)} if args.devices else {}))
-        return make_recordings(spec), [], list(ACTIVITIES)
-    if not args.input:
-        raise UsageError(f"prepare --source {args.source} needs --input")
-    require("pandas", "train")
-    if args.source == "hhar":
-        from deepsense.data.hhar import read_hhar
-        from deepsense.data.synthetic import ACTIVITIES
-
-        recordings, report = read_hhar(args.input, on_error=args.on_error or "skip")
-        return recordings, [report], list(ACTIVITIES)
-    if args.source == "csv":
-        from deepsense.data.csv_format import read_sensor_csv
-
-        recordings, report = read_sensor_csv(args.input, on_error=args.on_error or "raise")
-        return recordings, [report], None
-    from deepsense.data.ts_format import read_ts
-
-    if args.sample_rate_hz is None:
-        raise UsageError("prepare --source ts needs --sample-rate-hz (.ts files carry no clock)")
-    recordings, report = read_ts(args.input, sample_rate_hz=args.sample_rate_hz,
-                                 split="train" if args.test_input else None,
-                                 on_error=args.on_error or "raise")
-    reports = [report]
-    if args.test_input:
-        test, test_report = read_ts(args.test_input, sample_rate_hz=args.sample_rate_hz,
-                                    split="test", on_error=args.on_error or "raise")
-        recordings += test
-        reports.append(test_report)
-    return recordings, reports, None
+    return SyntheticSpec(n_users=args.users, seconds_per_activity=args.seconds, seed=args.seed,
+                         **({"devices": tuple(args.devices)} if args.devices else {}))
 
 
 def _augment_arg(text: str) -> int | str:
@@ -111,14 +79,19 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     features = _run_config(args).features
     started = time.perf_counter()
-    recordings, reports, classes = _read_recordings(args)
+    if args.input is None and args.source != "synthetic":
+        raise UsageError(f"prepare --source {args.source} needs --input")
+    data = read_recordings(args.source, args.input, ReadOptions(
+        on_error=args.on_error, sample_rate_hz=args.sample_rate_hz, test_path=args.test_input,
+        synthetic=_synthetic_spec(args)))
+    recordings, reports = data.recordings, data.reports
     for report in reports:
         if report.rows_skipped:
             print(report.summary(), file=sys.stderr)
     provenance = {"source": args.source, "input": args.input, "test_input": args.test_input,
                   "reports": [r.to_dict() for r in reports]}
     settings = {"augment_copies": _augment_copies(args.augment, recordings, features),
-                "seed": args.seed, "activity_names": classes,
+                "seed": args.seed, "activity_names": data.class_names,
                 "progress": _progress("windows")}
     if args.shard_windows:
         out = prepare_to_shards(recordings, features, args.out, shard_windows=args.shard_windows,
@@ -234,8 +207,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from gateway.offline import predict_dataset
-    from gateway.runtime import load_bundle
+    from edge.offline import predict_dataset
+    from edge.runtime import load_bundle
 
     model = load_bundle(args.bundle, backend=args.backend)
     if (args.data / "dataset.json").exists():
@@ -243,14 +216,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         ds = load_prepared(args.data)
     else:
-        if args.source is None:
-            raise UsageError(f"{args.data} is not a prepared dataset; give --source "
-                             "csv|hhar|ts to read it as raw recordings")
         from deepsense.data.prepared import prepare_recordings
 
-        args.input = str(args.data)
-        recordings, _, _ = _read_recordings(args)
-        ds = prepare_recordings(recordings, model.features,
+        data = read_recordings(args.source, args.data, ReadOptions(
+            on_error=args.on_error, sample_rate_hz=args.sample_rate_hz))
+        ds = prepare_recordings(data.recordings, model.features,
                                 activity_names=model.class_names
                                 if model.task == "activity" else None)
     out = args.out or Path(f"predict-{model.name}")
@@ -334,10 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("prepare", help="raw recordings -> prepared windows")
-    p.add_argument("--source", choices=SOURCES, required=True)
+    add_source_arguments(p)
     p.add_argument("--input", help="HHAR folder, .ts file or our CSV file")
     p.add_argument("--test-input", help=".ts test file (the source's own split)")
-    p.add_argument("--sample-rate-hz", type=float, help="sampling rate of a .ts file")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--shard-windows", type=int, metavar="N",
                    help="stream to shards of N windows (datasets larger than memory)")
@@ -345,8 +314,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add K noisy copies of every window for training (released code: 9); "
                         "default 'auto': enough for about 4,000 windows, at most 9, none "
                         "for datasets of 4,000 windows or more")
-    p.add_argument("--on-error", choices=("raise", "skip"),
-                   help="bad rows: stop (default for csv/ts) or skip and report (default for hhar)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--users", type=int, default=9, help="synthetic: number of users")
     p.add_argument("--devices", nargs="+", help="synthetic: device ids, e.g. nexus4_1 gear_1")
@@ -411,14 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="run a bundle offline (edge runtime) and score it")
     p.add_argument("--bundle", required=True, type=Path, help="bundle directory or .zip")
     p.add_argument("--data", required=True, type=Path,
-                   help="prepared dataset, or a raw recording with --source")
-    p.add_argument("--source", choices=("csv", "hhar", "ts"), help="read --data as raw recordings")
-    p.add_argument("--sample-rate-hz", type=float, help="sampling rate of a .ts file")
-    p.add_argument("--on-error", choices=("raise", "skip"), help="bad rows of a raw recording")
+                   help="prepared dataset, or raw recordings (read as --source says)")
+    add_source_arguments(p)
     p.add_argument("--split", help="'all' or a split spec (test side); default: the bundle's")
     p.add_argument("--backend", choices=("numpy", "litert"), default="numpy")
     p.add_argument("--out", type=Path, help="output directory (default: predict-<model name>)")
-    p.set_defaults(handler=cmd_predict, test_input=None)
+    p.set_defaults(handler=cmd_predict)
 
     add_serve_parser(sub)
     add_replay_parser(sub)
@@ -443,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    verbose = "--verbose" in (sys.argv[1:] if argv is None else argv)
+    args = None
     try:
         args = parser.parse_args(argv)
         return args.handler(args)
@@ -453,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (DataFormatError, MissingExtraError, FileNotFoundError, OSError, ValueError) as exc:
-        if verbose:
+        if args is not None and args.verbose:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deepsense.scoring import score_outputs
 from deepsense.run import load_run, resolve_dataset, split_rows
-from rdeepsense.calibration import reliability_bins
+from edge.calibration import reliability_bins
+from edge.scoring import score_outputs
 
 
 def evaluate_run(run_dir: str | Path, data_dir: str | Path | None = None, *,
@@ -36,13 +36,11 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path | None = None, *,
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if task != "regression":
-        from deepsense.plots import plot_confusion_matrix
+        from deepsense.plots import plot_confusion_matrix, plot_reliability_diagram
 
         plot_confusion_matrix(np.array(metrics["confusion_matrix"]), info.class_names,
                               out / "confusion_matrix.png",
                               title=f"{task}, split {split}: accuracy {metrics['accuracy']:.3f}")
-        from rdeepsense.plots import plot_reliability_diagram
-
         plot_reliability_diagram(reliability_bins(y_true, outputs),
                                  out / "reliability_diagram.png",
                                  title=f"{task}, split {split}: ECE {metrics['ece']:.3f}")

@@ -1,5 +1,5 @@
-"""The edge side: bundle runtime (NumPy, optional LiteRT) and the MQTT gateway.
+"""The MQTT gateway: live sensor streams in, predictions with uncertainty out.
 
-Nothing in this package imports TensorFlow: it needs NumPy, paho-mqtt and the shared
-feature code (`deepsense.data.features`).
+Nothing in this package imports TensorFlow: it needs NumPy, paho-mqtt, the edge runtime
+(`edge`) and the shared feature code (`deepsense.data.features`).
 """

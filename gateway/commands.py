@@ -8,30 +8,27 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import tempfile
 import threading
 from pathlib import Path
 
+from deepsense.data.sources import add_source_arguments
 from deepsense.errors import ConfigError
+from gateway.config import DEFAULT_BROKER, PASSWORD_ENV, read_password
+from gateway.topics import DEFAULT_PREFIX
 
 
 def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="MQTT gateway: live predictions on sensor streams")
     p.add_argument("--bundle", required=True, type=Path, help="edge bundle directory or .zip")
-    p.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT "
-                   "(default mqtt://127.0.0.1:1883)")
+    add_broker_arguments(p)
     p.add_argument("--config", type=Path, help="TOML file with a [gateway] table")
     p.add_argument("--embedded-broker", action="store_true",
                    help="start a local broker (Mosquitto if installed, else amqtt) and use it")
     p.add_argument("--gateway-id", help="names the status/error/model topics (gw1)")
     p.add_argument("--client-id", help="MQTT client id (stable: deepsense-gateway-<id>)")
-    p.add_argument("--topic-prefix", help="first topic levels (sense/v1)")
-    p.add_argument("--ca-file", help="CA certificate (PEM) for mqtts://")
-    p.add_argument("--username", help="broker user; password from --password-file or "
-                   "$DEEPSENSE_MQTT_PASSWORD")
-    p.add_argument("--password-file", help="file whose first line is the broker password")
+    p.add_argument("--topic-prefix", help=f"first topic levels ({DEFAULT_PREFIX})")
     p.add_argument("--qos-in", type=int, choices=(0, 1), help="QoS of the sensor subscription")
     p.add_argument("--max-devices", type=int)
     p.add_argument("--spool", help="SQLite file keeping unacknowledged predictions on disk")
@@ -43,9 +40,8 @@ def add_replay_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", help="publish a recording as live MQTT sensor messages")
     p.add_argument("--data", required=True,
                    help="our CSV, a raw HHAR folder, a .ts file, or synthetic[:USER]")
-    p.add_argument("--format", choices=("auto", "csv", "hhar", "ts", "synthetic"),
-                   default="auto")
-    p.add_argument("--broker", default="mqtt://127.0.0.1:1883")
+    add_source_arguments(p)
+    add_broker_arguments(p)
     p.add_argument("--device-id", help="publish under this device id (one-device recordings)")
     p.add_argument("--devices", type=int, default=1, metavar="N",
                    help="publish N copies as <id>-0 .. <id>-N-1 (load tests)")
@@ -56,20 +52,28 @@ def add_replay_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pause-s", type=float, default=5.0,
                    help="shorten longer pauses in the data to this (timestamps unchanged)")
     p.add_argument("--qos", type=int, choices=(0, 1), default=1)
-    p.add_argument("--topic-prefix", default="sense/v1")
-    p.add_argument("--sample-rate-hz", type=float, help="sampling rate of a .ts file")
+    p.add_argument("--topic-prefix", default=DEFAULT_PREFIX)
     p.add_argument("--seconds", type=float, default=30.0,
                    help="synthetic: seconds per activity")
-    p.add_argument("--ca-file")
-    p.add_argument("--username")
-    p.add_argument("--password-file")
     p.set_defaults(handler=cmd_replay)
 
 
+def add_broker_arguments(p: argparse.ArgumentParser) -> None:
+    """The broker and credential flags `serve` and `replay` share; None means the default
+    (`DEFAULT_BROKER`; for `serve` the config file's value first)."""
+    p.add_argument("--broker", help=f"mqtt://HOST:PORT or mqtts://HOST:PORT "
+                   f"(default {DEFAULT_BROKER})")
+    p.add_argument("--ca-file", help="CA certificate (PEM) for mqtts:// (default: the "
+                   "system's trust store)")
+    p.add_argument("--username", help=f"broker user; password from --password-file or "
+                   f"${PASSWORD_ENV}")
+    p.add_argument("--password-file", help="file whose first line is the broker password")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    from edge.runtime import load_bundle
     from gateway.broker import start_local_broker
     from gateway.config import load_gateway_config
-    from gateway.runtime import load_bundle
     from gateway.service import Gateway
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -118,24 +122,24 @@ def _serve(gateway) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from gateway.replay import connect_client, load_recordings, plan_messages, replay
+    from deepsense.data.sources import ReadOptions, read_recordings
+    from gateway.client import connect_client
+    from gateway.replay import plan_messages, replay, synthetic_stream
     from gateway.topics import Topics
 
     if args.devices < 1:
         raise ConfigError(f"--devices expected >= 1. Received: {args.devices}")
-    password = None
-    if args.password_file:
-        password = Path(args.password_file).read_text().splitlines()[0].strip()
-    elif args.username:
-        password = os.environ.get("DEEPSENSE_MQTT_PASSWORD")
-    recordings = load_recordings(args.data, args.format, sample_rate_hz=args.sample_rate_hz,
-                                 seconds=args.seconds)
-    messages = plan_messages(recordings, Topics(args.topic_prefix), device_id=args.device_id,
+    broker = args.broker or DEFAULT_BROKER
+    password = read_password(args.password_file) if args.username else None
+    data = read_recordings(args.source, args.data, ReadOptions(
+        on_error=args.on_error, sample_rate_hz=args.sample_rate_hz,
+        synthetic=synthetic_stream(args.seconds)))
+    messages = plan_messages(data.recordings, Topics(args.topic_prefix), device_id=args.device_id,
                              n_copies=args.devices, batch_s=args.batch_s)
     n_devices = len({m.device_id for m in messages})
     print(f"replaying {len(messages)} messages of {n_devices} device(s) "
-          f"({messages[-1].at_s:.1f} s of data) at {args.speed:g}x to {args.broker}", flush=True)
-    client = connect_client(args.broker, ca_file=args.ca_file, username=args.username,
+          f"({messages[-1].at_s:.1f} s of data) at {args.speed:g}x to {broker}", flush=True)
+    client = connect_client(broker, ca_file=args.ca_file, username=args.username,
                             password=password)
     try:
         report = replay(messages, client, speed=args.speed, qos=args.qos,

@@ -14,10 +14,12 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from deepsense.errors import ConfigError
-from gateway.topics import Topics, check_id, check_prefix
+from gateway.topics import DEFAULT_GATEWAY_ID, DEFAULT_PREFIX, Topics, check_id, check_prefix
 
 #: Environment variable holding the broker password, unless `password_file` is given.
 PASSWORD_ENV = "DEEPSENSE_MQTT_PASSWORD"
+#: The broker `serve` and `replay` use when none is given: a local Mosquitto.
+DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
 
 
 @dataclass(frozen=True)
@@ -59,14 +61,14 @@ class GatewayConfig:
         max_bundle_bytes: larger over-the-air bundles are refused.
     """
 
-    broker: str = "mqtt://127.0.0.1:1883"
+    broker: str = DEFAULT_BROKER
     ca_file: str | None = None
     username: str | None = None
     password_file: str | None = None
     password_env: str = PASSWORD_ENV
-    gateway_id: str = "gw1"
+    gateway_id: str = DEFAULT_GATEWAY_ID
     client_id: str | None = None
-    topic_prefix: str = "sense/v1"
+    topic_prefix: str = DEFAULT_PREFIX
     qos_in: int = 1
     keepalive_s: int = 30
     reconnect_min_s: int = 1
@@ -114,13 +116,23 @@ class GatewayConfig:
 
     def password(self) -> str | None:
         """The broker password from `password_file` or the environment, or None."""
-        if self.password_file:
-            try:
-                return Path(self.password_file).read_text().splitlines()[0].strip()
-            except (OSError, IndexError) as exc:
-                raise ConfigError(f"gateway.password_file {self.password_file!r}: cannot read "
-                                  f"a password ({type(exc).__name__})") from None
-        return os.environ.get(self.password_env) or None
+        return read_password(self.password_file, self.password_env)
+
+
+def read_password(password_file: str | None, password_env: str = PASSWORD_ENV) -> str | None:
+    """The first line of `password_file`, else the environment variable `password_env`, or
+    None. The password is never logged.
+
+    Raises:
+        ConfigError: `password_file` cannot be read or is empty.
+    """
+    if password_file:
+        try:
+            return Path(password_file).read_text().splitlines()[0].strip()
+        except (OSError, IndexError) as exc:
+            raise ConfigError(f"password file {password_file!r}: cannot read "
+                              f"a password ({type(exc).__name__})") from None
+    return os.environ.get(password_env) or None
 
 
 def parse_broker_url(url: str) -> tuple[bool, str, int]:

@@ -22,10 +22,11 @@ import numpy as np
 
 from deepsense.data.features import make_windows
 from deepsense.data.recording import Recording
+from edge.runtime import load_bundle
 from gateway.broker import start_local_broker
+from gateway.client import connect_client
 from gateway.config import GatewayConfig
-from gateway.replay import connect_client, plan_messages, replay
-from gateway.runtime import load_bundle
+from gateway.replay import plan_messages, replay
 from gateway.service import Gateway
 from gateway.topics import Topics
 

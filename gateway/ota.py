@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.runtime import EdgeModel, load_bundle
+from edge.runtime import EdgeModel, load_bundle
 
 
 class UpdateError(ValueError):

@@ -8,22 +8,18 @@ Several copies of a recording under different device ids make a load test.
 
 from __future__ import annotations
 
-import ssl
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import paho.mqtt.client as mqtt
 
 from deepsense.data.recording import Recording
-from gateway.config import parse_broker_url
+from deepsense.data.synthetic import SyntheticSpec
 from gateway.messages import encode_samples
 from gateway.topics import Topics, check_id
-
-FORMATS = ("auto", "csv", "hhar", "ts", "synthetic")
 
 
 @dataclass(frozen=True)
@@ -43,42 +39,11 @@ class Message:
     last_t_s: float
 
 
-def load_recordings(data: str, fmt: str = "auto", *, sample_rate_hz: float | None = None,
-                    seed: int = 0, seconds: float = 30.0) -> list[Recording]:
-    """Recordings from our CSV, a raw HHAR folder, a UEA .ts file, or ``synthetic[:USER]``.
-
-    ``synthetic`` (or ``synthetic:b``) generates one device of one user doing each activity
-    for `seconds` seconds.
-    """
-    if fmt == "auto":
-        path = Path(data)
-        fmt = ("synthetic" if data.startswith("synthetic") else "hhar" if path.is_dir()
-               else "ts" if path.suffix == ".ts" else "csv")
-    if fmt not in FORMATS:
-        raise ValueError(f"format expected one of {FORMATS}. Received: {fmt!r}")
-    if fmt == "synthetic":
-        from deepsense.data.synthetic import SyntheticSpec, make_recordings
-
-        user = data.split(":", 1)[1] if ":" in data else "a"
-        if len(user) != 1 or not "a" <= user <= "z":
-            raise ValueError(f"synthetic user expected one letter a-z. Received: {user!r}")
-        spec = SyntheticSpec(n_users=ord(user) - ord("a") + 1, devices=("nexus4_1",),
-                             seconds_per_activity=seconds, n_gaps=1,
-                             max_gap_s=min(1.5, seconds / 4), seed=seed)
-        return [r for r in make_recordings(spec) if r.user == user]
-    if fmt == "csv":
-        from deepsense.data.csv_format import read_sensor_csv
-
-        return read_sensor_csv(data)[0]
-    if fmt == "hhar":
-        from deepsense.data.hhar import read_hhar
-
-        return read_hhar(data)[0]
-    from deepsense.data.ts_format import read_ts
-
-    if sample_rate_hz is None:
-        raise ValueError("a .ts file carries no clock: give its sample rate (--sample-rate-hz)")
-    return read_ts(data, sample_rate_hz=sample_rate_hz)[0]
+def synthetic_stream(seconds: float = 30.0, seed: int = 0) -> SyntheticSpec:
+    """What ``replay --data synthetic[:USER]`` publishes: one device (nexus4_1) of the user
+    (default "a") doing each activity for `seconds` seconds, with one short gap."""
+    return SyntheticSpec(n_users=1, devices=("nexus4_1",), seconds_per_activity=seconds,
+                         n_gaps=1, max_gap_s=min(1.5, seconds / 4), seed=seed)
 
 
 def plan_messages(recordings: Sequence[Recording], topics: Topics, *,
@@ -140,38 +105,6 @@ class ReplayReport:
     n_samples: int
     seconds: float
     n_unacknowledged: int
-
-
-def connect_client(broker: str, client_id: str = "", *, clean_session: bool = True,
-                   ca_file: str | None = None, username: str | None = None,
-                   password: str | None = None, timeout_s: float = 10.0) -> mqtt.Client:
-    """A connected paho client (VERSION2, MQTT 3.1.1) with its network loop running.
-
-    paho reconnects it by itself and re-sends unacknowledged QoS 1 messages.
-    """
-    tls, host, port = parse_broker_url(broker)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         clean_session=clean_session, protocol=mqtt.MQTTv311)
-    if tls:
-        client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
-    if username:
-        client.username_pw_set(username, password)
-    client.max_inflight_messages_set(1000)
-    connected = threading.Event()
-
-    def on_connect(client, userdata, flags, reason_code, properties) -> None:
-        if not reason_code.is_failure:
-            connected.set()
-
-    client.on_connect = on_connect
-    client.connect(host, port, keepalive=30)
-    client.loop_start()
-    if not connected.wait(timeout_s):
-        client.loop_stop()
-        client.disconnect()
-        raise ConnectionError(f"broker {host}:{port} did not accept the replay client "
-                              f"within {timeout_s} s")
-    return client
 
 
 def replay(messages: Sequence[Message], client: mqtt.Client, *, speed: float = 1.0,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import ssl
 import tempfile
 import threading
 import time
@@ -28,11 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from gateway.config import GatewayConfig, parse_broker_url
+from edge.runtime import EdgeModel
+from gateway.client import make_client
+from gateway.config import GatewayConfig
 from gateway.messages import SCHEMA, PayloadError, encode_error, encode_json, parse_samples
 from gateway.ota import UpdateError, fetch_bundle, load_update, read_announcement
 from gateway.outbox import Outbox
-from gateway.runtime import EdgeModel
 from gateway.stream import DeviceStream, Window
 from gateway.topics import check_id
 
@@ -100,16 +100,12 @@ class Gateway:
     # ------------------------------------------------------------------ connection
     def _make_client(self) -> mqtt.Client:
         cfg = self.config
-        tls, self._host, self._port = parse_broker_url(cfg.broker)
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.resolved_client_id,
-                             clean_session=False, protocol=mqtt.MQTTv311)
-        if tls:
-            client.tls_set(ca_certs=cfg.ca_file, cert_reqs=ssl.CERT_REQUIRED)
-        if cfg.username:
-            client.username_pw_set(cfg.username, cfg.password())
+        client, self._host, self._port = make_client(
+            cfg.broker, cfg.resolved_client_id, clean_session=False, ca_file=cfg.ca_file,
+            username=cfg.username, password=cfg.password() if cfg.username else None,
+            max_inflight=100)
         client.will_set(self.topics.status, self._status_payload("offline"), qos=1, retain=True)
         client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
-        client.max_inflight_messages_set(100)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

@@ -39,12 +39,18 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
+#: First topic levels of every topic (``v1``: the payload schema version).
+DEFAULT_PREFIX = "sense/v1"
+#: The gateway id when none is given.
+DEFAULT_GATEWAY_ID = "gw1"
+
+
 @dataclass(frozen=True)
 class Topics:
     """Every topic one gateway uses, derived from a prefix and the gateway id."""
 
-    prefix: str = "sense/v1"
-    gateway_id: str = "gw1"
+    prefix: str = DEFAULT_PREFIX
+    gateway_id: str = DEFAULT_GATEWAY_ID
 
     def __post_init__(self) -> None:
         check_prefix(self.prefix)

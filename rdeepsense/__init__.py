@@ -1,7 +1,9 @@
 """RDeepSense: calibrated uncertainty for DeepSense models in one forward pass.
 
-Import the module you need; this package imports nothing itself, so the NumPy-only modules
-(`predictions`, `calibration`, `temperature`, `stats`) never pull in TensorFlow.
+Import the module you need; this package imports nothing itself, so the NumPy-only module
+`temperature` never pulls in TensorFlow. The calibration metrics (NLL, ECE, Brier, interval
+coverage) and what one prediction carries live in the edge runtime (`edge.calibration`,
+`edge.predictions`), which needs NumPy only.
 
 - `heads`: uncertainty heads on a DeepSense body (`add_uncertainty_head`) and their layers.
 - `losses`: the tunable proper scoring rule (weighted NLL + Brier, or NLL + MSE).
@@ -9,7 +11,4 @@ Import the module you need; this package imports nothing itself, so the NumPy-on
 - `moments`: sampling-free moment propagation through the last dropout layers (ApDeepSense).
 - `predictors`: inference modes: one pass, MC dropout, deep ensembles, temperature scaling.
 - `temperature`: temperature scaling (NumPy).
-- `calibration`: NLL, ECE, Brier, interval coverage, reliability bins (NumPy).
-- `predictions`: what one prediction carries, for the gateway (NumPy).
-- `plots`: the reliability diagram PNG (matplotlib).
 """

@@ -1,7 +1,7 @@
 """Inference modes compared in the benchmark: one pass, MC dropout, deep ensembles, temperature.
 
 Each `make_*` returns a callable ``predict(x) -> outputs``: x (b, n_intervals, n_features)
-float32 windows, outputs (b, width) NumPy in the layout of `rdeepsense.predictions`
+float32 windows, outputs (b, width) NumPy in the layout of `edge.predictions`
 ("probabilities", or "gaussian_mean_variance" = [mean, variance]). Every model call runs
 through one `tf.function`, so timings compare like with like.
 """

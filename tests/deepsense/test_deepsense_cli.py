@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from deepsense.cli import main
+from deepsense.data.hhar import HHAR_LABELS
 
 
 def test_help_and_version_exit_zero(capsys):
@@ -27,6 +28,12 @@ def test_missing_data_exits_1_with_one_line(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err.strip()
     assert "not a prepared dataset" in err and "\n" not in err
+
+
+def test_verbose_shows_the_traceback(tmp_path, capsys):
+    argv = ["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")]
+    assert main(["--verbose", *argv]) == 1
+    assert "Traceback" in capsys.readouterr().err
 
 
 def test_prepare_train_evaluate_from_the_command_line(tmp_path, capsys, tiny_model_settings):
@@ -65,7 +72,7 @@ def test_prepare_hhar_sample_and_basicmotions(tmp_path, capsys):
     assert main(["prepare", "--source", "hhar", "--input", str(REPO / "datasets/hhar/sample"),
                  "--out", str(tmp_path / "hhar")]) == 0
     hhar = json.loads((tmp_path / "hhar" / "dataset.json").read_text())
-    assert hhar["n_windows"] >= 1 and "walk" in hhar["activity_names"]
+    assert hhar["n_windows"] >= 1 and hhar["activity_names"] == list(HHAR_LABELS)
     bm = REPO / "datasets/basicmotions"
     assert main(["prepare", "--source", "ts", "--input", str(bm / "BasicMotions_TRAIN.ts"),
                  "--test-input", str(bm / "BasicMotions_TEST.ts"), "--sample-rate-hz", "10",

@@ -44,8 +44,12 @@ def test_predict_on_a_raw_recording_file(bundles, tmp_path, capsys):
 def test_bad_bundles_and_options_exit_with_one_line(bundles, tmp_path, capsys):
     assert main(["predict", "--bundle", str(tmp_path / "none"), "--data", str(tmp_path)]) == 1
     assert "no such bundle" in capsys.readouterr().err
-    assert main(["predict", "--bundle", str(bundles["plain"]), "--data", str(tmp_path)]) == 2
-    assert "give --source" in capsys.readouterr().err
+    # A folder that is not a prepared dataset is read as raw HHAR (--source auto).
+    assert main(["predict", "--bundle", str(bundles["plain"]), "--data", str(tmp_path)]) == 1
+    assert "expected at least one accelerometer" in capsys.readouterr().err
+    assert main(["predict", "--bundle", str(bundles["plain"]), "--data", str(tmp_path),
+                 "--source", "ts"]) == 2
+    assert "sample rate" in capsys.readouterr().err
     assert main(["export", "--model", str(tmp_path), "--out", str(tmp_path / "b"),
                  "--quantize", "float16"]) == 2
 

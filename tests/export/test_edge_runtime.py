@@ -8,8 +8,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from gateway.bundle import BundleError, read_bundle, sha256_bytes
-from gateway.runtime import load_bundle
+from edge.bundle import BundleError, read_bundle, sha256_bytes
+from edge.runtime import load_bundle
 
 pytestmark = pytest.mark.slow  # the bundles come from tiny trained runs
 

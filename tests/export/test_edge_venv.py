@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepsense.train import load_run
+from deepsense.run import load_run
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT_FILES = ("setup.cfg", "pyproject.toml", "README.md", "deepsense", "rdeepsense",
-                 "deepiot", "gateway")
+                 "deepiot", "edge", "gateway")
 
 CHECK = """
 import json, sys, importlib.util
 import numpy as np
-from gateway.runtime import load_bundle
+from edge.runtime import load_bundle
 x = np.load(sys.argv[2])
 result = {}
 for backend in ("numpy", "litert"):

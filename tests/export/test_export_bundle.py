@@ -8,8 +8,8 @@ import pytest
 
 from deepsense.data.splits import split_indices
 from deepsense.run import load_run
-from gateway.bundle import read_bundle
-from gateway.runtime import load_bundle
+from edge.bundle import read_bundle
+from edge.runtime import load_bundle
 
 KINDS = ("plain", "rdeepsense", "regression", "thinned")
 
@@ -110,3 +110,29 @@ def test_quantize_without_data_is_refused(runs, tmp_path):
     (run / "run.json").write_text(json.dumps(info))
     with pytest.raises(ValueError, match="give --data"):
         export_bundle(run, tmp_path / "bundle", quantize="dynamic")
+
+
+@pytest.mark.slow
+def test_a_failing_numpy_runtime_check_fails_the_export(runs, tmp_path, monkeypatch):
+    from deepsense.export import export_bundle
+    from edge import ops
+
+    def broken(x):
+        raise ValueError("the edge softmax is broken")
+
+    monkeypatch.setattr(ops, "softmax", broken)
+    with pytest.raises(ValueError, match="the edge softmax is broken"):
+        export_bundle(runs["plain"], tmp_path / "bundle")
+
+
+@pytest.mark.slow
+def test_export_without_litert_records_its_check_as_skipped(runs, tmp_path, monkeypatch):
+    import sys
+
+    from deepsense.export import export_bundle
+
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # import fails
+    out = export_bundle(runs["plain"], tmp_path / "bundle")
+    checks = json.loads((out / "manifest.json").read_text())["checks"]
+    assert "ai_edge_litert" in checks["litert"]["skipped"]
+    assert checks["numpy"]["max_abs_diff"] <= 1e-4

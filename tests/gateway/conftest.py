@@ -86,7 +86,7 @@ class Collector:
     """A subscriber with a persistent session that keeps every message by topic."""
 
     def __init__(self, url: str, topic: str, client_id: str, **tls):
-        from gateway.replay import connect_client
+        from gateway.client import connect_client
 
         self.messages: list[tuple[str, bytes]] = []
         self._cond = threading.Condition()

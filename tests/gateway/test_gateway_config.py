@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from deepsense.errors import ConfigError
-from gateway.config import GatewayConfig, load_gateway_config, parse_broker_url
+from gateway.config import DEFAULT_BROKER, GatewayConfig, load_gateway_config, parse_broker_url
 
 
 def test_config_file_then_overrides(tmp_path):
@@ -58,3 +58,39 @@ def test_gateway_never_imports_tensorflow():
             "print('tensorflow' in sys.modules or 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_serve_and_replay_share_the_broker_flags_and_their_defaults():
+    from deepsense.cli import build_parser
+
+    parser = build_parser()
+    serve = parser.parse_args(["serve", "--bundle", "b"])
+    replay = parser.parse_args(["replay", "--data", "d"])
+    for flag in ("broker", "ca_file", "username", "password_file"):
+        assert getattr(serve, flag) is None and getattr(replay, flag) is None
+    assert load_gateway_config().broker == DEFAULT_BROKER
+    assert replay.topic_prefix == load_gateway_config().topic_prefix
+
+
+def test_replay_reads_the_password_like_the_gateway(tmp_path, monkeypatch):
+    import gateway.client
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_connect(broker, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(gateway.client, "connect_client", fake_connect)
+    monkeypatch.setenv("DEEPSENSE_MQTT_PASSWORD", "from-env")
+    from deepsense.cli import build_parser
+    from gateway.commands import cmd_replay
+
+    args = build_parser().parse_args(["replay", "--data", "synthetic", "--seconds", "2",
+                                      "--username", "u"])
+    with pytest.raises(Stop):
+        cmd_replay(args)
+    assert seen["password"] == GatewayConfig(username="u").password() == "from-env"

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from deepsense.data.features import make_windows
+from edge.runtime import load_bundle
+from gateway.client import connect_client
 from gateway.config import GatewayConfig
 from gateway.messages import encode_samples
-from gateway.replay import connect_client, plan_messages, replay
-from gateway.runtime import load_bundle
+from gateway.replay import plan_messages, replay
 from gateway.service import Gateway
 from gateway.topics import Topics
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edge.runtime import load_bundle
 from gateway.broker import EmbeddedBroker
+from gateway.client import connect_client
 from gateway.config import GatewayConfig
 from gateway.messages import encode_samples
-from gateway.replay import connect_client
-from gateway.runtime import load_bundle
 from gateway.service import Gateway
 
 pytest.importorskip("amqtt", reason="amqtt not installed (pip install '.[demo]')")

@@ -14,9 +14,10 @@ import pytest
 from deepsense.cli import main
 from deepsense.data.csv_format import write_sensor_csv
 from deepsense.data.features import make_windows
+from edge.runtime import load_bundle
+from gateway.client import connect_client
 from gateway.config import GatewayConfig
-from gateway.replay import connect_client, plan_messages, replay
-from gateway.runtime import load_bundle
+from gateway.replay import plan_messages, replay
 from gateway.service import Gateway
 from gateway.topics import Topics
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edge.runtime import load_bundle
 from gateway.config import GatewayConfig
-from gateway.runtime import load_bundle
 from gateway.service import Gateway
 
 pytestmark = pytest.mark.slow

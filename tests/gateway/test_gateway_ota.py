@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from deepsense.data.features import FeatureConfig
+from edge.runtime import load_bundle
+from gateway.client import connect_client
 from gateway.config import GatewayConfig
 from gateway.messages import encode_samples
 from gateway.ota import UpdateError, fetch_bundle, load_update, read_announcement
-from gateway.replay import connect_client
-from gateway.runtime import load_bundle
 from gateway.service import Gateway
 
 

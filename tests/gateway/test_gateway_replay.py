@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from deepsense.data.csv_format import write_sensor_csv
 from deepsense.data.synthetic import SyntheticSpec, make_recording
 from gateway.messages import parse_samples
-from gateway.replay import load_recordings, plan_messages
+from gateway.replay import plan_messages
 from gateway.topics import Topics
-
-DATASETS = Path(__file__).resolve().parents[2] / "datasets"
 
 
 def _recording(device: str = "nexus4_1"):
@@ -40,20 +35,6 @@ def test_replay_plan_copies_devices_and_checks_ids():
         plan_messages([_recording()], Topics("p"), device_id="a/b")
     with pytest.raises(ValueError, match="needs a recording of one device"):
         plan_messages([_recording("nexus4_1"), _recording("s3_1")], Topics("p"), device_id="x")
-
-
-def test_replay_reads_csv_hhar_ts_and_synthetic(tmp_path):
-    path = write_sensor_csv([_recording()], tmp_path / "r.csv")
-    assert [r.device for r in load_recordings(str(path))] == ["nexus4_1"]
-    hhar = load_recordings(str(DATASETS / "hhar" / "sample"))
-    assert hhar and all({"acc", "gyro"} <= set(r.streams) for r in hhar)
-    ts = load_recordings(str(DATASETS / "basicmotions" / "BasicMotions_TEST.ts"),
-                         sample_rate_hz=10.0)
-    assert len(ts) == 40
-    with pytest.raises(ValueError, match="sample rate"):
-        load_recordings(str(DATASETS / "basicmotions" / "BasicMotions_TEST.ts"))
-    synthetic = load_recordings("synthetic:b", seconds=2.0)
-    assert {r.user for r in synthetic} == {"b"} and len(synthetic) == 6
 
 
 class _Clock:

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
+from edge.runtime import load_bundle
 from gateway.broker import Mosquitto, write_password_file
 from gateway.config import GatewayConfig
-from gateway.runtime import load_bundle
 from gateway.service import Gateway, GatewayConnectionError
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rdeepsense.calibration import negative_log_likelihood
+from edge.calibration import negative_log_likelihood
 from rdeepsense.temperature import apply_temperature, fit_temperature, softmax
 
 

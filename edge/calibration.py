@@ -3,14 +3,15 @@
 Classification metrics take ``y`` (n,) class indices and ``probs`` (n, C) predicted
 probabilities (rows sum to 1); regression metrics take ``y`` (n, k) or (n,) targets and the
 Gaussian predictive ``mean`` and ``variance`` of the same shape. NLL is in nats per window
-(per target value for regression). Used by evaluation and benchmarks, never by the gateway.
+(per target value for regression). Used by `evaluate`, `predict` and benchmarks, never by the
+MQTT gateway.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from rdeepsense.stats import PROB_FLOOR, entropy, normal_quantile
+from edge.stats import PROB_FLOOR, entropy, normal_quantile
 
 #: Equal-width confidence bins of the expected calibration error (Guo et al., 2017).
 ECE_BINS = 15

@@ -7,7 +7,7 @@ outputs = model.predict(x)                   # (n, C) probabilities or (n, 2k) [
 model.summarize(outputs)                     # [{"label": ..., "probs": ..., "entropy": ...}]
 ```
 
-The NumPy backend runs the manifest's graph with `gateway.ops`; the LiteRT backend runs the
+The NumPy backend runs the manifest's graph with `edge.ops`; the LiteRT backend runs the
 bundle's flatbuffer one window at a time (it was exported with batch 1).
 """
 
@@ -19,9 +19,10 @@ from typing import Protocol
 import numpy as np
 
 from deepsense.data.features import FeatureConfig
-from gateway import ops
-from gateway.bundle import Bundle, BundleError, read_bundle
-from rdeepsense.predictions import summarize
+from deepsense.errors import require
+from edge import ops
+from edge.bundle import Bundle, BundleError, read_bundle
+from edge.predictions import summarize
 
 BACKENDS = ("numpy", "litert")
 
@@ -82,19 +83,21 @@ class NumpyGraph:
 
 
 class LiteRTGraph:
-    """The bundle's flatbuffer in the LiteRT interpreter, one window per invoke."""
+    """The bundle's flatbuffer in the LiteRT interpreter, one window per invoke.
+
+    Raises:
+        MissingExtraError: ai-edge-litert is not installed (an ImportError).
+        BundleError: the bundle has no model.tflite.
+    """
 
     def __init__(self, bundle: Bundle, num_threads: int = 1):
         if bundle.tflite is None:
             raise BundleError(f"{bundle.source}: the bundle has no model.tflite; "
                               "use the numpy backend")
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:
-            raise BundleError("the litert backend needs ai-edge-litert: pip install "
-                              "'deepsense-iot[edge]' (no wheels for 32-bit x86 or some ARM "
-                              "boards; the numpy backend runs everywhere)") from None
-        self.interpreter = Interpreter(model_content=bundle.tflite, num_threads=num_threads)
+        # MissingExtraError (an ImportError) without LiteRT: no wheels for 32-bit x86 or
+        # some ARM boards; the numpy backend runs everywhere.
+        interpreter = require("ai_edge_litert.interpreter", "edge")
+        self.interpreter = interpreter.Interpreter(model_content=bundle.tflite, num_threads=num_threads)
         self.interpreter.allocate_tensors()
         self.input_index = self.interpreter.get_input_details()[0]["index"]
         self.output_index = self.interpreter.get_output_details()[0]["index"]
@@ -163,5 +166,5 @@ class EdgeModel:
 
 
 def load_bundle(path: str | Path, backend: str = "numpy") -> EdgeModel:
-    """Read, verify and load a bundle directory or .zip (see `gateway.bundle`)."""
+    """Read, verify and load a bundle directory or .zip (see `edge.bundle`)."""
     return EdgeModel(read_bundle(path), backend)

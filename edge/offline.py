@@ -17,8 +17,8 @@ import numpy as np
 from deepsense.data.prepared import PreparedDataset
 from deepsense.data.splits import labelled_rows, split_indices
 from deepsense.errors import DataFormatError
-from deepsense.scoring import score_outputs
-from gateway.runtime import EdgeModel
+from edge.runtime import EdgeModel
+from edge.scoring import score_outputs
 
 BATCH = 256
 

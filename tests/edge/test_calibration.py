@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rdeepsense.calibration import (brier_score, classification_calibration,
+from edge.calibration import (brier_score, classification_calibration,
                                     expected_calibration_error, gaussian_nll, interval_coverage,
                                     negative_log_likelihood, regression_calibration,
                                     reliability_bins)

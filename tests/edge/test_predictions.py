@@ -4,9 +4,9 @@ import inspect
 import numpy as np
 import pytest
 
-import rdeepsense.predictions as predictions
-import rdeepsense.stats as stats
-from rdeepsense.predictions import summarize
+import edge.predictions as predictions
+import edge.stats as stats
+from edge.predictions import summarize
 
 
 def test_classification_summary_carries_probabilities_label_and_entropy():
@@ -52,5 +52,5 @@ def _imports(module) -> set[str]:
 
 def test_predictions_module_imports_numpy_only():
     """The gateway publishes these dicts: no TensorFlow or Keras behind them."""
-    assert _imports(predictions) == {"__future__", "numpy", "rdeepsense.stats"}
+    assert _imports(predictions) == {"__future__", "numpy", "edge.stats"}
     assert _imports(stats) == {"__future__", "math", "numpy"}

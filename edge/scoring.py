@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepsense.metrics import classification_metrics, regression_metrics
-from rdeepsense.calibration import classification_calibration, regression_calibration
+from edge.calibration import classification_calibration, regression_calibration
+from edge.metrics import classification_metrics, regression_metrics
 
 
 def score_outputs(y_true: np.ndarray, outputs: np.ndarray, task: str, layout: str | None,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rdeepsense.stats import entropy, normal_quantile
+from edge.stats import entropy, normal_quantile
 
 #: z of the central 95% interval of a Gaussian.
 Z_95 = normal_quantile(0.975)
