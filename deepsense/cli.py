@@ -376,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="run directory (resumes if present)")
     p.add_argument("--task", choices=("activity", "user", "regression"))
-    p.add_argument("--split", help="source | loso:USER | device:DEVICE | random:FRAC | time:FRAC")
+    p.add_argument("--split", help="source | loso:USER | users:U1,U2,... | device:DEVICE | "
+                   "random:FRAC | time:FRAC")
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--head", choices=("softmax", "rdeepsense"),
