@@ -166,6 +166,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _folds(text: str) -> int | str:
+    if text == "loso":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'loso' or a number of folds. Received: "
+                                         f"{text!r}") from None
+
+
+def cmd_crossval(args: argparse.Namespace) -> int:
+    require("tensorflow", "train")
+    from deepsense.crossval import format_table, run_crossval
+    from deepsense.data.prepared import load_prepared
+    from deepsense.train import fit
+
+    config = _run_config(args)
+    if config.train.head == "rdeepsense":
+        from rdeepsense.train import fit_rdeepsense as fit
+    dataset = load_prepared(args.data)
+
+    def report(row: dict) -> None:
+        scores = ", ".join(f"{k} {row[k]:.4f}" for k in ("accuracy", "macro_f1", "mae", "rmse")
+                           if k in row)
+        print(f"fold {row['fold']} (users {row['users']}): {scores} on "
+              f"{row['n_test_windows']} windows", flush=True)
+
+    summary = run_crossval(dataset, config, args.out, data_path=args.data, folds=args.folds,
+                           fit=fit, on_fold=report)
+    print(format_table(summary))
+    print(f"  wrote {args.out}/crossval.csv, crossval.json, crossval.png")
+    return 0
+
+
 def _print_metrics(metrics: dict) -> None:
     if "accuracy" in metrics:
         print(f"{metrics['task']} ({metrics['split']}): accuracy {metrics['accuracy']:.4f}, "
@@ -398,6 +432,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="override the run's split")
     p.add_argument("--out", type=Path, help="output directory (default: the run directory)")
     p.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser("crossval", help="cross-subject evaluation: train and evaluate one run "
+                       "per fold of held-out users; table with mean and spread, and a plot")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path,
+                   help="one run directory per fold inside (a finished fold is not retrained)")
+    p.add_argument("--folds", type=_folds, default=5, metavar="K|loso",
+                   help="K groups of users (shuffled with --seed), or loso: one user per fold")
+    p.add_argument("--task", choices=("activity", "regression"))
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--head", choices=("softmax", "rdeepsense"))
+    _add_config_args(p)
+    p.set_defaults(handler=cmd_crossval)
 
     p = sub.add_parser("compress", help="DeepIoT: prune a run's model into a thinner dense model")
     p.add_argument("--model", required=True, type=Path, help="run directory of a classifier")
