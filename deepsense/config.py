@@ -80,7 +80,8 @@ class TrainConfig:
     Attributes:
         task: "activity", "user" (UserID) or "regression" (the recordings' target).
         split: how test data is held out: "source" (the file's own train/test),
-            "loso:<user>" (leave one user out, HHAR protocol), "device:<device>",
+            "loso:<user>" (leave one user out, HHAR protocol), "users:<u1>,<u2>,..." (hold out
+            a group of users), "device:<device>",
             "random:<fraction>", or "time:<fraction>" (the last fraction of each recording;
             the UserID protocol).
         validation_fraction: share of training windows held out for early stopping.

@@ -122,7 +122,7 @@ def _serve(gateway) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from deepsense.data.sources import ReadOptions, read_recordings
+    from deepsense.data.sources import read_options, read_recordings
     from gateway.client import connect_client
     from gateway.replay import plan_messages, replay, synthetic_stream
     from gateway.topics import Topics
@@ -131,9 +131,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise ConfigError(f"--devices expected >= 1. Received: {args.devices}")
     broker = args.broker or DEFAULT_BROKER
     password = read_password(args.password_file) if args.username else None
-    data = read_recordings(args.source, args.data, ReadOptions(
-        on_error=args.on_error, sample_rate_hz=args.sample_rate_hz,
-        synthetic=synthetic_stream(args.seconds)))
+    data = read_recordings(args.source, args.data,
+                           read_options(args, synthetic=synthetic_stream(args.seconds)))
     messages = plan_messages(data.recordings, Topics(args.topic_prefix), device_id=args.device_id,
                              n_copies=args.devices, batch_s=args.batch_s)
     n_devices = len({m.device_id for m in messages})

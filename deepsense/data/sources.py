@@ -42,12 +42,15 @@ class ReadOptions:
         sample_rate_hz: the sampling rate of a .ts file (it carries no clock).
         test_path: ts only: the source's own test file, read as split "test".
         synthetic: what "synthetic" generates; a path ``synthetic:USER`` keeps that user.
+        labels: hapt only: "activities" (the 6, transitions dropped), "all" (12 labels) or
+            "user" (whole experiments labelled by user, for UserID).
     """
 
     on_error: str | None = None
     sample_rate_hz: float | None = None
     test_path: str | Path | None = None
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
+    labels: str = "activities"
 
     def reader_kwargs(self) -> dict:
         return {} if self.on_error is None else {"on_error": self.on_error}
@@ -96,6 +99,13 @@ def _read_hhar(path: str, options: ReadOptions) -> SourceData:
     return SourceData(recordings, [report], list(HHAR_LABELS))
 
 
+def _read_hapt(path: str, options: ReadOptions) -> SourceData:
+    from deepsense.data.hapt import class_names, read_hapt
+
+    recordings, report = read_hapt(path, labels=options.labels, **options.reader_kwargs())
+    return SourceData(recordings, [report], class_names(options.labels))
+
+
 def _read_csv(path: str, options: ReadOptions) -> SourceData:
     require("pandas", "train")
     from deepsense.data.csv_format import read_sensor_csv
@@ -125,18 +135,20 @@ SOURCES: dict[str, Source] = {
     "synthetic": Source(_read_synthetic, "generated IMU data (path: synthetic[:USER])",
                         needs_path=False),
     "hhar": Source(_read_hhar, "the raw HHAR folder (Activity recognition exp)"),
+    "hapt": Source(_read_hapt, "the UCI HAPT folder (RawData/, activity_labels.txt)"),
     "csv": Source(_read_csv, "our sensor CSV"),
     "ts": Source(_read_ts, "a UEA/UCR .ts file (give --sample-rate-hz)"),
 }
 
 
 def infer_source(path: str | Path) -> str:
-    """The source of a path: ``synthetic[:USER]``, a directory (HHAR), a .ts file, else csv."""
+    """The source of a path: ``synthetic[:USER]``, a directory (HAPT if it holds RawData/,
+    else HHAR), a .ts file, else csv."""
     text = str(path)
     if text == "synthetic" or text.startswith("synthetic:"):
         return "synthetic"
     if Path(text).is_dir():
-        return "hhar"
+        return "hapt" if (Path(text) / "RawData").is_dir() else "hhar"
     return "ts" if Path(text).suffix == ".ts" else "csv"
 
 
@@ -171,8 +183,18 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     names = ", ".join(f"{name}: {entry.description}" for name, entry in SOURCES.items())
     parser.add_argument("--source", choices=(AUTO, *SOURCES), default=AUTO,
                         help=f"how to read recordings (default {AUTO}: synthetic[:USER], a "
-                             f"folder is hhar, a .ts file ts, anything else csv); {names}")
+                             f"folder with RawData/ is hapt, another folder hhar, a .ts file "
+                             f"ts, anything else csv); {names}")
     parser.add_argument("--sample-rate-hz", type=float, help="sampling rate of a .ts file")
     parser.add_argument("--on-error", choices=("raise", "skip"),
-                        help="bad rows: stop (default for csv and ts) or skip and report "
-                             "(default for hhar)")
+                        help="bad rows: stop (default for csv, ts and hapt) or skip and "
+                             "report (default for hhar)")
+    parser.add_argument("--labels", choices=("activities", "all", "user"), default="activities",
+                        help="hapt: the 6 activities (default), all 12 labels (with "
+                             "transitions), or whole experiments labelled by user (UserID)")
+
+
+def read_options(args: argparse.Namespace, **settings) -> ReadOptions:
+    """`ReadOptions` from the flags of `add_source_arguments`, plus other `settings`."""
+    return ReadOptions(on_error=args.on_error, sample_rate_hz=args.sample_rate_hz,
+                       labels=args.labels, **settings)

@@ -1,7 +1,8 @@
 """Train/test splits over prepared windows.
 
 Specs: ``source`` (the file's own train/test), ``loso:<user>`` (leave one user out, the HHAR
-protocol), ``device:<device>``, ``random:<fraction>``, ``time:<fraction>`` (the last fraction of
+protocol), ``users:<user>,<user>,...`` (hold out a group of users, e.g. the UCI HAR test
+subjects ``users:2,4,9,10,12,13,18,20,24``; cross-subject folds), ``device:<device>``, ``random:<fraction>``, ``time:<fraction>`` (the last fraction of
 each recording's windows by time, so every user and activity is on both sides; the UserID
 protocol). Test sets hold original windows only; a
 window's augmented copies always fall on the side of their original.
@@ -14,7 +15,7 @@ import numpy as np
 from deepsense.data.prepared import PreparedDataset
 from deepsense.errors import ConfigError
 
-SPLIT_KINDS = ("source", "loso", "device", "random", "time")
+SPLIT_KINDS = ("source", "loso", "users", "device", "random", "time")
 
 
 def _fraction(spec: str, text: str) -> float:
@@ -25,6 +26,21 @@ def _fraction(spec: str, text: str) -> float:
     if not 0.0 < value < 1.0:
         raise ConfigError(f"split {spec!r}: expected a fraction in (0, 1). Received: {text!r}")
     return value
+
+
+def _user_codes(ds: PreparedDataset, spec: str, arg: str) -> list[int]:
+    """Codes of the users named in "u1,u2,..."; ConfigError for unknown or repeated names."""
+    names = [name.strip() for name in arg.split(",")]
+    if not arg.strip() or "" in names:
+        raise ConfigError(f"split {spec!r}: expected a comma-separated list of users, e.g. "
+                          f"users:{','.join(ds.user_names[:2])}")
+    unknown = [name for name in names if name not in ds.user_names]
+    if unknown:
+        raise ConfigError(f"split {spec!r}: unknown user(s) {unknown}; the dataset has "
+                          f"{ds.user_names}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"split {spec!r}: a user is named more than once")
+    return [ds.user_names.index(name) for name in names]
 
 
 def _test_windows(ds: PreparedDataset, spec: str, seed: int) -> np.ndarray:
@@ -38,6 +54,8 @@ def _test_windows(ds: PreparedDataset, spec: str, seed: int) -> np.ndarray:
             raise ConfigError("split 'source' needs a dataset whose source fixes train/test "
                               "(e.g. a .ts file with --test-input)")
         return ds.source_split == 1
+    if kind == "users":
+        return np.isin(ds.user, _user_codes(ds, spec, arg))
     if kind in ("loso", "device"):
         names = ds.user_names if kind == "loso" else ds.device_names
         codes = ds.user if kind == "loso" else ds.device

@@ -26,6 +26,25 @@ def test_fraction_splits_keep_copies_with_their_window(tiny_dataset, spec):
     assert 0.2 < share < 0.4
 
 
+def test_users_split_holds_out_the_listed_users(tiny_dataset):
+    ds = tiny_dataset
+    train, test = split_indices(ds, "users:a,c")
+    held_out = [ds.user_names.index(u) for u in ("a", "c")]
+    assert set(ds.user[test].tolist()) == set(held_out)
+    assert not np.isin(ds.user[train], held_out).any()
+    assert (ds.copy[test] == 0).all() and (ds.copy[train] > 0).any()
+    np.testing.assert_array_equal(split_indices(ds, "users:b")[1], split_indices(ds, "loso:b")[1])
+
+
+@pytest.mark.parametrize("spec, match", [("users:a,zz", r"unknown user\(s\) \['zz'\]"),
+                                         ("users:", "expected a comma-separated list"),
+                                         ("users:a,a", "more than once"),
+                                         ("users:a,b,c", "0 training")])
+def test_users_split_refuses_bad_lists(tiny_dataset, spec, match):
+    with pytest.raises(ConfigError, match=match):
+        split_indices(tiny_dataset, spec)
+
+
 def test_time_split_tests_on_the_latest_windows_of_every_recording(tiny_dataset):
     ds = tiny_dataset
     train, test = split_indices(ds, "time:0.3")
