@@ -52,7 +52,7 @@ from report import markdown_table, write_section  # noqa: E402
 from edge.runtime import load_bundle  # noqa: E402
 from gateway.broker import Mosquitto  # noqa: E402
 from gateway.client import connect_client  # noqa: E402
-from gateway.messages import encode_samples  # noqa: E402
+from gateway.messages import encode_samples, window_id  # noqa: E402
 
 RATE_HZ = 100.0
 BATCH_S = 0.1
@@ -259,7 +259,7 @@ def gateway_run(broker: Mosquitto, bundle: Path, n_devices: int, seconds: float,
                         device, s] for s, off in enumerate(OFFSETS_S.values()))
         latencies.append(1000 * (t_recv - done))
         inside.append(p["latency_ms"])
-    expected = {f"dev{d}@{phase_s(d, n_devices, window_s) + k * window_s:.3f}"
+    expected = {window_id(f"dev{d}", phase_s(d, n_devices, window_s) + k * window_s)
                 for d in range(n_devices) for k in range(n_complete)}
     counters = final["counters"]
     duration = sent.max() - start_wall

@@ -26,6 +26,7 @@ from edge.runtime import load_bundle
 from gateway.broker import start_local_broker
 from gateway.client import connect_client
 from gateway.config import GatewayConfig
+from gateway.messages import window_id
 from gateway.replay import plan_messages, replay
 from gateway.service import Gateway
 from gateway.topics import Topics
@@ -60,7 +61,7 @@ def run_live_demo(bundle: str | Path, recordings: Sequence[Recording], workdir: 
             labels = np.array(model.class_names)[model.predict(windows.x).argmax(axis=1)]
             offline_hits += int((labels == rec.label).sum())
         for start in windows.start_s:
-            expected[f"{device}@{start:.3f}"] = rec.label
+            expected[window_id(device, start)] = rec.label
     topics = Topics("demo", "demo")
     broker = start_local_broker(workdir)
     received: dict[str, dict] = {}

@@ -126,6 +126,11 @@ def _parse_batch(samples: Any, n_axes: int, max_samples: int) -> tuple[np.ndarra
     return table[:, 0].copy(), table[:, 1:].copy()
 
 
+def window_id(device_id: str, start_s: float) -> str:
+    """A window's id in prediction payloads: ``<device_id>@<start, seconds, 3 decimals>``."""
+    return f"{device_id}@{start_s:.3f}"
+
+
 def encode_json(data: dict) -> bytes:
     """Compact UTF-8 JSON; NaN/Inf are never written (they are not JSON)."""
     return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()

@@ -30,7 +30,8 @@ import paho.mqtt.client as mqtt
 from edge.runtime import EdgeModel
 from gateway.client import make_client
 from gateway.config import GatewayConfig
-from gateway.messages import SCHEMA, PayloadError, encode_error, encode_json, parse_samples
+from gateway.messages import (SCHEMA, PayloadError, encode_error, encode_json, parse_samples,
+                              window_id)
 from gateway.ota import UpdateError, fetch_bundle, load_update, read_announcement
 from gateway.outbox import Outbox
 from gateway.stream import DeviceStream, Window
@@ -308,7 +309,7 @@ class Gateway:
             for ready, output, summary in zip(batch, outputs, summaries):
                 w = ready.window
                 payload = {"schema": SCHEMA, "device_id": w.device_id,
-                           "window_id": f"{w.device_id}@{w.start_s:.3f}", "window_index": w.index,
+                           "window_id": window_id(w.device_id, w.start_s), "window_index": w.index,
                            "window_start_s": w.start_s, "window_end_s": w.end_s,
                            "valid_intervals": int(w.mask.sum()), **summary,
                            "outputs": [float(v) for v in output],

@@ -22,6 +22,7 @@ from edge.runtime import load_bundle
 from gateway.broker import Mosquitto
 from gateway.client import connect_client
 from gateway.config import GatewayConfig
+from gateway.messages import window_id
 from gateway.replay import plan_messages, replay
 from gateway.service import Gateway
 from gateway.topics import Topics
@@ -109,7 +110,7 @@ def test_bridge_every_window_arrives_across_two_bridged_brokers(
     model = load_bundle(bundle)
     windows = make_windows(held_out_recording, model.features)
     expected_outputs = model.predict(windows.x)
-    expected = {f"{device}@{start:.3f}": row for device in GROUPS.values()
+    expected = {window_id(device, start): row for device in GROUPS.values()
                 for start, row in zip(windows.start_s, expected_outputs)}
     # Consumers on A: two members of one shared subscription split the predictions between
     # them; a plain subscriber watches the gateways' retained status.

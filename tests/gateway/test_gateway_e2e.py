@@ -10,7 +10,7 @@ from deepsense.data.features import make_windows
 from edge.runtime import load_bundle
 from gateway.client import connect_client
 from gateway.config import GatewayConfig
-from gateway.messages import encode_samples
+from gateway.messages import encode_samples, window_id
 from gateway.replay import plan_messages, replay
 from gateway.service import Gateway
 from gateway.topics import Topics
@@ -59,7 +59,7 @@ def test_e2e_live_predictions_equal_offline(broker, bundle, held_out_recording, 
         == windows.start_s.tolist()
     model = load_bundle(bundle)
     for start, row in zip(windows.start_s, expected):
-        p = live[f"phone1@{start:.3f}"]
+        p = live[window_id("phone1", start)]
         np.testing.assert_allclose(p["outputs"], row, rtol=1e-5, atol=1e-6)
         assert p["label"] == model.class_names[int(np.argmax(row))]
         assert p["model"] == {"name": "har", "version": "1", "sha256": model.bundle_sha256}

@@ -17,6 +17,7 @@ from deepsense.data.features import make_windows
 from edge.runtime import load_bundle
 from gateway.client import connect_client
 from gateway.config import GatewayConfig
+from gateway.messages import window_id
 from gateway.replay import plan_messages, replay
 from gateway.service import Gateway
 from gateway.topics import Topics
@@ -26,7 +27,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 def _expected_ids(bundle, recording, device: str) -> set[str]:
     windows = make_windows(recording, load_bundle(bundle).features)
-    return {f"{device}@{start:.3f}" for start in windows.start_s}
+    return {window_id(device, start) for start in windows.start_s}
 
 
 def _start_gateway(broker, prefix, bundle) -> Gateway:

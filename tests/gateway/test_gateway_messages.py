@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.messages import PayloadError, encode_samples, parse_samples
+from gateway.messages import PayloadError, encode_samples, parse_samples, window_id
 from gateway.topics import Topics, check_id
 
 
@@ -98,3 +98,7 @@ def test_topics_layout_and_parse():
         topics.parse_raw("sense/v1/d1/x/raw/acc")
     with pytest.raises(ValueError, match="topic prefix"):
         Topics("sense/+", "gw1")
+
+
+def test_window_id_names_the_device_and_the_window_start():
+    assert window_id("phone1", 12.3456) == "phone1@12.346"
