@@ -30,8 +30,8 @@ import paho.mqtt.client as mqtt
 from edge.runtime import EdgeModel
 from gateway.client import make_client
 from gateway.config import GatewayConfig
-from gateway.messages import (SCHEMA, PayloadError, encode_error, encode_json, parse_samples,
-                              window_id)
+from gateway.messages import (PayloadError, encode_error, encode_prediction, encode_status,
+                              parse_samples)
 from gateway.ota import UpdateError, fetch_bundle, load_update, read_announcement
 from gateway.outbox import Outbox
 from gateway.stream import DeviceStream, Window
@@ -307,17 +307,10 @@ class Gateway:
                 continue
             now = time.monotonic()
             for ready, output, summary in zip(batch, outputs, summaries):
-                w = ready.window
-                payload = {"schema": SCHEMA, "device_id": w.device_id,
-                           "window_id": window_id(w.device_id, w.start_s), "window_index": w.index,
-                           "window_start_s": w.start_s, "window_end_s": w.end_s,
-                           "valid_intervals": int(w.mask.sum()), **summary,
-                           "outputs": [float(v) for v in output],
-                           "model": {"name": model.name, "version": model.version,
-                                     "sha256": model.bundle_sha256},
-                           "gateway_id": self.config.gateway_id,
-                           "latency_ms": round(1000 * (now - ready.received_s), 3)}
-                self.outbox.add(self.topics.prediction(w.device_id), encode_json(payload))
+                payload = encode_prediction(ready.window, output, summary, model,
+                                            self.config.gateway_id,
+                                            1000 * (now - ready.received_s))
+                self.outbox.add(self.topics.prediction(ready.window.device_id), payload)
             self._count("predictions", len(batch))
 
     def _housekeeping(self) -> None:
@@ -343,13 +336,11 @@ class Gateway:
     def _status_payload(self, state: str) -> bytes:
         with self._counter_lock:
             counters = dict(self.counters)
-        return encode_json({
-            "schema": SCHEMA, "gateway_id": self.config.gateway_id, "state": state,
-            "model": {"name": self.model.name, "version": self.model.version,
-                      "sha256": self.model.bundle_sha256, "task": self.model.task},
-            "devices": len(self.devices), "queue_depth": self.inbox.qsize(),
-            "pending_predictions": len(self.outbox), "predictions_dropped": self.outbox.n_dropped,
-            "counters": counters, "time_s": time.time()})
+        return encode_status(state, self.config.gateway_id, self.model,
+                             devices=len(self.devices), queue_depth=self.inbox.qsize(),
+                             pending_predictions=len(self.outbox),
+                             predictions_dropped=self.outbox.n_dropped, counters=counters,
+                             time_s=time.time())
 
     def publish_status(self, state: str = "online") -> None:
         self._last_status_s = time.monotonic()
