@@ -148,8 +148,8 @@ def test_bridge_every_window_arrives_across_two_bridged_brokers(
     live = {p["window_id"]: p for p in predictions}
     assert len(predictions) == len(live) == len(expected)       # each exactly once
     assert all(sink.json("/prediction") for sink in sinks)      # the load was shared
-    for window_id, row in expected.items():
-        p = live[window_id]
+    for wid, row in expected.items():
+        p = live[wid]
         np.testing.assert_allclose(p["outputs"], row, rtol=1e-5, atol=1e-6)
         group = next(g for g, d in GROUPS.items() if d == p["device_id"])
         assert p["gateway_id"] == f"gw-{group}"                  # its group's gateway only
