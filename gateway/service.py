@@ -65,6 +65,9 @@ class _Ready:
 class Gateway:
     """One gateway: a paho client, a worker thread, the device streams and the outbox.
 
+    The owner of its lifetime: ``with Gateway(config, model) as gateway:`` starts it and
+    stops it (cutting the last windows, waiting for acknowledgements) when the block ends.
+
     Args:
         config: settings.
         model: the loaded bundle to serve.
@@ -96,6 +99,7 @@ class Gateway:
         self._last_status_s = 0.0
         self._last_idle_check_s = 0.0
         self._log_budget: dict[str, tuple[float, int]] = {}
+        self._delivered: bool | None = None     # stop()'s result, once stopped
         self.client = self._make_client()
 
     # ------------------------------------------------------------------ connection
@@ -180,16 +184,25 @@ class Gateway:
             self._subscribed.wait(connect_timeout_s)   # ready: sensor topics subscribed
         return self
 
+    def __enter__(self) -> "Gateway":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
     def stop(self, flush: bool = True) -> bool:
         """Stop: process what was received, cut the last windows, wait for acknowledgements.
+        Stopping again returns the first stop's result.
 
         Returns:
             True if every prediction was acknowledged before `shutdown_timeout_s`.
         """
+        if self._delivered is not None:
+            return self._delivered
         self._stopping.set()
         if self._worker is not None:
             self._worker.join()
@@ -210,6 +223,7 @@ class Gateway:
         if self._updates_tmp is not None:
             self._updates_tmp.cleanup()
         log.info("stopped; %d prediction(s) not acknowledged", len(self.outbox))
+        self._delivered = delivered
         return delivered
 
     # ------------------------------------------------------------------ worker
