@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ from report import markdown_table, write_section  # noqa: E402
 from edge.runtime import load_bundle  # noqa: E402
 from gateway.broker import Mosquitto  # noqa: E402
 from gateway.client import connect_client  # noqa: E402
-from gateway.messages import encode_samples  # noqa: E402
+from gateway.messages import encode_samples, window_id  # noqa: E402
 
 RATE_HZ = 100.0
 BATCH_S = 0.1
@@ -87,9 +88,7 @@ def _publish(url: str, prefix: str, n_devices: int, seconds: float, start_wall: 
 
     if os.cpu_count() > 1:
         os.sched_setaffinity(0, {1})
-    client = connect_client(url, f"bench-pub-{os.getpid()}")
     acked = AckCounter()
-    client.on_publish = acked.on_publish
     per_batch = int(RATE_HZ * BATCH_S)
     n_batches = int(round(seconds / BATCH_S))
     rng = np.random.default_rng(0)
@@ -97,21 +96,24 @@ def _publish(url: str, prefix: str, n_devices: int, seconds: float, start_wall: 
     sent = np.zeros((n_batches, n_devices, 2))
     base = np.arange(per_batch)
     n_sent = 0
-    for k in range(n_batches):
-        for d in range(n_devices):
-            if not as_fast_as_possible:
-                delay = start_wall + (k + 1) * BATCH_S + d * BATCH_S / n_devices - time.time()
-                if delay > 0:
-                    time.sleep(delay)
-            for s, (sensor, offset) in enumerate(OFFSETS_S.items()):
-                t = (k * per_batch + base) / RATE_HZ + offset + phase_s(d, n_devices, window_s)
-                values = np.sin(t[:, None] * (2.0 + d % 7)) + noise[(k + d + s) % 64]
-                client.publish(f"{prefix}/dev{d}/raw/{sensor}", encode_samples(t, values), qos=1)
-                sent[k, d, s] = time.time()
-                n_sent += 1
-    acked.wait(n_sent, 120)
-    client.disconnect()
-    client.loop_stop()
+    with connect_client(url, f"bench-pub-{os.getpid()}") as client:
+        client.on_publish = acked.on_publish
+        for k in range(n_batches):
+            for d in range(n_devices):
+                if not as_fast_as_possible:
+                    delay = (start_wall + (k + 1) * BATCH_S + d * BATCH_S / n_devices
+                             - time.time())
+                    if delay > 0:
+                        time.sleep(delay)
+                for s, (sensor, offset) in enumerate(OFFSETS_S.items()):
+                    t = ((k * per_batch + base) / RATE_HZ + offset
+                         + phase_s(d, n_devices, window_s))
+                    values = np.sin(t[:, None] * (2.0 + d % 7)) + noise[(k + d + s) % 64]
+                    client.publish(f"{prefix}/dev{d}/raw/{sensor}", encode_samples(t, values),
+                                   qos=1)
+                    sent[k, d, s] = time.time()
+                    n_sent += 1
+        acked.wait(n_sent, 120)
     np.save(out, sent)
 
 
@@ -120,15 +122,15 @@ class Subscriber:
 
     def __init__(self, url: str, topic: str, client_id: str):
         self.received: list[tuple[str, bytes, float]] = []
-        self.client = connect_client(url, client_id)
+        self._stack = ExitStack()
+        self.client = self._stack.enter_context(connect_client(url, client_id))
         self.client.on_message = lambda c, u, m: self.received.append(
             (m.topic, bytes(m.payload), time.time()))
         self.client.subscribe(topic, qos=1)
         time.sleep(0.3)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self._stack.close()
 
 
 def _run_publisher(url: str, prefix: str, n_devices: int, seconds: float, work: Path,
@@ -259,7 +261,7 @@ def gateway_run(broker: Mosquitto, bundle: Path, n_devices: int, seconds: float,
                         device, s] for s, off in enumerate(OFFSETS_S.values()))
         latencies.append(1000 * (t_recv - done))
         inside.append(p["latency_ms"])
-    expected = {f"dev{d}@{phase_s(d, n_devices, window_s) + k * window_s:.3f}"
+    expected = {window_id(f"dev{d}", phase_s(d, n_devices, window_s) + k * window_s)
                 for d in range(n_devices) for k in range(n_complete)}
     counters = final["counters"]
     duration = sent.max() - start_wall

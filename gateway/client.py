@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ssl
 import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 import paho.mqtt.client as mqtt
 
@@ -41,10 +43,18 @@ def make_client(broker: str, client_id: str = "", *, clean_session: bool = True,
     return client, host, port
 
 
+@contextmanager
 def connect_client(broker: str, client_id: str = "", *, clean_session: bool = True,
                    ca_file: str | None = None, username: str | None = None,
-                   password: str | None = None, timeout_s: float = 10.0) -> mqtt.Client:
-    """A connected paho client (see `make_client`) with its network loop running.
+                   password: str | None = None, timeout_s: float = 10.0
+                   ) -> Iterator[mqtt.Client]:
+    """A connected paho client (see `make_client`) with its network loop running, for a
+    ``with`` block; it is disconnected and its loop stopped when the block ends.
+
+    ```python
+    with connect_client("mqtt://127.0.0.1:1883", "replay") as client:
+        client.publish("sense/v1/phone1/raw/acc", payload, qos=1)
+    ```
 
     paho reconnects it by itself and re-sends unacknowledged QoS 1 messages.
 
@@ -67,4 +77,8 @@ def connect_client(broker: str, client_id: str = "", *, clean_session: bool = Tr
         client.disconnect()
         raise ConnectionError(f"broker {host}:{port} did not accept the client "
                               f"within {timeout_s} s")
-    return client
+    try:
+        yield client
+    finally:
+        client.disconnect()
+        client.loop_stop()

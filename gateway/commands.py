@@ -102,14 +102,15 @@ def _serve(gateway) -> int:
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        gateway.start()
-        topics, model = gateway.topics, gateway.model
-        print(f"serving {model.name} {model.version} ({model.bundle_sha256[:12]}) for "
-              f"{topics.raw_subscription} on {gateway.config.broker}; predictions on "
-              f"{topics.prediction('<device>')}, status on {topics.status}", flush=True)
-        stop.wait()
-        print("stopping: cutting the last windows and waiting for acknowledgements", flush=True)
-        delivered = gateway.stop()
+        with gateway:
+            topics, model = gateway.topics, gateway.model
+            print(f"serving {model.name} {model.version} ({model.bundle_sha256[:12]}) for "
+                  f"{topics.raw_subscription} on {gateway.config.broker}; predictions on "
+                  f"{topics.prediction('<device>')}, status on {topics.status}", flush=True)
+            stop.wait()
+            print("stopping: cutting the last windows and waiting for acknowledgements",
+                  flush=True)
+            delivered = gateway.stop()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -138,14 +139,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     n_devices = len({m.device_id for m in messages})
     print(f"replaying {len(messages)} messages of {n_devices} device(s) "
           f"({messages[-1].at_s:.1f} s of data) at {args.speed:g}x to {broker}", flush=True)
-    client = connect_client(broker, ca_file=args.ca_file, username=args.username,
-                            password=password)
-    try:
+    with connect_client(broker, ca_file=args.ca_file, username=args.username,
+                        password=password) as client:
         report = replay(messages, client, speed=args.speed, qos=args.qos,
                         max_pause_s=args.max_pause_s)
-    finally:
-        client.disconnect()
-        client.loop_stop()
     print(f"published {report.n_messages} messages, {report.n_samples} samples in "
           f"{report.seconds:.1f} s ({report.n_samples / max(report.seconds, 1e-9):.0f} "
           f"samples/s); {report.n_unacknowledged} not acknowledged", flush=True)

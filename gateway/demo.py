@@ -26,6 +26,7 @@ from edge.runtime import load_bundle
 from gateway.broker import start_local_broker
 from gateway.client import connect_client
 from gateway.config import GatewayConfig
+from gateway.messages import window_id
 from gateway.replay import plan_messages, replay
 from gateway.service import Gateway
 from gateway.topics import Topics
@@ -60,8 +61,10 @@ def run_live_demo(bundle: str | Path, recordings: Sequence[Recording], workdir: 
             labels = np.array(model.class_names)[model.predict(windows.x).argmax(axis=1)]
             offline_hits += int((labels == rec.label).sum())
         for start in windows.start_s:
-            expected[f"{device}@{start:.3f}"] = rec.label
+            expected[window_id(device, start)] = rec.label
     topics = Topics("demo", "demo")
+    messages = [m for device, rec in named for m in plan_messages([rec], topics, device_id=device)]
+    messages.sort(key=lambda m: m.at_s)
     broker = start_local_broker(workdir)
     received: dict[str, dict] = {}
     lock = threading.Lock()
@@ -76,29 +79,22 @@ def run_live_demo(bundle: str | Path, recordings: Sequence[Recording], workdir: 
             received[p["window_id"]] = p
 
     try:
-        listener = connect_client(broker.url, "demo-listener")
-        listener.on_message = on_message
-        listener.subscribe(topics.prediction("+"), qos=1)
-        gateway = Gateway(GatewayConfig(broker=broker.url, topic_prefix=topics.prefix,
-                                        gateway_id="demo"), model).start()
-        publisher = connect_client(broker.url, "demo-replay")
-        messages = [m for device, rec in named
-                    for m in plan_messages([rec], topics, device_id=device)]
-        messages.sort(key=lambda m: m.at_s)
-        replay(messages, publisher, speed=speed)
-        publisher.disconnect()
-        publisher.loop_stop()
-        # The broker acknowledged every message; wait until the gateway has taken them all
-        # in, or stop() would cut the streams short.
-        deadline = time.monotonic() + 30
-        while gateway.counters["messages"] < len(messages) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        gateway.stop()
-        deadline = time.monotonic() + 30
-        while len(received) < len(expected) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        listener.disconnect()
-        listener.loop_stop()
+        config = GatewayConfig(broker=broker.url, topic_prefix=topics.prefix, gateway_id="demo")
+        with connect_client(broker.url, "demo-listener") as listener:
+            listener.on_message = on_message
+            listener.subscribe(topics.prediction("+"), qos=1)
+            with Gateway(config, model) as gateway:
+                with connect_client(broker.url, "demo-replay") as publisher:
+                    replay(messages, publisher, speed=speed)
+                # The broker acknowledged every message; wait until the gateway has taken
+                # them all in, or stopping it would cut the streams short.
+                deadline = time.monotonic() + 30
+                while (gateway.counters["messages"] < len(messages)
+                       and time.monotonic() < deadline):
+                    time.sleep(0.05)
+            deadline = time.monotonic() + 30
+            while len(received) < len(expected) and time.monotonic() < deadline:
+                time.sleep(0.05)
     finally:
         broker.stop()
     live = [p for wid, p in received.items() if wid in expected]

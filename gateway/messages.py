@@ -8,6 +8,12 @@ carries one sample or a batch; timestamps are seconds (float), acc in m/s^2, gyr
 
 Anything else is refused with a `PayloadError` whose `reason` is a short code that the
 gateway counts and publishes on the error topic.
+
+What the gateway publishes: a prediction per window (`encode_prediction`: device, window id,
+index, start/end in device seconds, valid intervals, the `edge.predictions` summary, the raw
+outputs, the model's name/version/sha256, gateway id, latency in ms), its retained status
+(`encode_status`: state, model, devices, queue depth, pending and dropped predictions,
+counters, wall-clock time in seconds) and refusals (`encode_error`).
 """
 
 from __future__ import annotations
@@ -15,9 +21,13 @@ from __future__ import annotations
 import json
 import math
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from edge.runtime import EdgeModel
+    from gateway.stream import Window
 
 SCHEMA = 1
 AXES = ("x", "y", "z")
@@ -126,6 +136,11 @@ def _parse_batch(samples: Any, n_axes: int, max_samples: int) -> tuple[np.ndarra
     return table[:, 0].copy(), table[:, 1:].copy()
 
 
+def window_id(device_id: str, start_s: float) -> str:
+    """A window's id in prediction payloads: ``<device_id>@<start, seconds, 3 decimals>``."""
+    return f"{device_id}@{start_s:.3f}"
+
+
 def encode_json(data: dict) -> bytes:
     """Compact UTF-8 JSON; NaN/Inf are never written (they are not JSON)."""
     return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
@@ -135,6 +150,40 @@ def encode_samples(t_s: np.ndarray, values: np.ndarray) -> bytes:
     """(n,) seconds and (n, n_axes) values -> a batch message (what `replay` publishes)."""
     rows = np.column_stack([np.asarray(t_s, dtype=np.float64), values]).tolist()
     return encode_json({"schema": SCHEMA, "samples": rows})
+
+
+def encode_prediction(window: Window, output: np.ndarray, summary: dict, model: EdgeModel,
+                      gateway_id: str, latency_ms: float) -> bytes:
+    """The prediction-topic payload of one window.
+
+    Args:
+        window: the cut window. output: its (width,) model outputs. summary: its
+            `EdgeModel.summarize` dict (label and probabilities, or mean/std).
+        latency_ms: from the arrival of the window's last message to now.
+    """
+    return encode_json({
+        "schema": SCHEMA, "device_id": window.device_id,
+        "window_id": window_id(window.device_id, window.start_s), "window_index": window.index,
+        "window_start_s": window.start_s, "window_end_s": window.end_s,
+        "valid_intervals": int(window.mask.sum()), **summary,
+        "outputs": [float(v) for v in output],
+        "model": {"name": model.name, "version": model.version, "sha256": model.bundle_sha256},
+        "gateway_id": gateway_id, "latency_ms": round(latency_ms, 3)})
+
+
+def encode_status(state: str, gateway_id: str, model: EdgeModel, *, devices: int,
+                  queue_depth: int, pending_predictions: int, predictions_dropped: int,
+                  counters: Mapping[str, int], time_s: float) -> bytes:
+    """The retained status payload: ``state`` "online" or "offline", the model served, how
+    many devices are tracked, messages queued, predictions not yet acknowledged or dropped,
+    the gateway's counters and the wall-clock `time_s` (seconds since the epoch)."""
+    return encode_json({
+        "schema": SCHEMA, "gateway_id": gateway_id, "state": state,
+        "model": {"name": model.name, "version": model.version,
+                  "sha256": model.bundle_sha256, "task": model.task},
+        "devices": devices, "queue_depth": queue_depth,
+        "pending_predictions": pending_predictions, "predictions_dropped": predictions_dropped,
+        "counters": dict(counters), "time_s": time_s})
 
 
 def encode_error(device_id: str | None, topic: str, reason: str, message: str,

@@ -30,7 +30,8 @@ import paho.mqtt.client as mqtt
 from edge.runtime import EdgeModel
 from gateway.client import make_client
 from gateway.config import GatewayConfig
-from gateway.messages import SCHEMA, PayloadError, encode_error, encode_json, parse_samples
+from gateway.messages import (PayloadError, encode_error, encode_prediction, encode_status,
+                              parse_samples)
 from gateway.ota import UpdateError, fetch_bundle, load_update, read_announcement
 from gateway.outbox import Outbox
 from gateway.stream import DeviceStream, Window
@@ -64,6 +65,9 @@ class _Ready:
 class Gateway:
     """One gateway: a paho client, a worker thread, the device streams and the outbox.
 
+    The owner of its lifetime: ``with Gateway(config, model) as gateway:`` starts it and
+    stops it (cutting the last windows, waiting for acknowledgements) when the block ends.
+
     Args:
         config: settings.
         model: the loaded bundle to serve.
@@ -95,6 +99,7 @@ class Gateway:
         self._last_status_s = 0.0
         self._last_idle_check_s = 0.0
         self._log_budget: dict[str, tuple[float, int]] = {}
+        self._delivered: bool | None = None     # stop()'s result, once stopped
         self.client = self._make_client()
 
     # ------------------------------------------------------------------ connection
@@ -179,16 +184,25 @@ class Gateway:
             self._subscribed.wait(connect_timeout_s)   # ready: sensor topics subscribed
         return self
 
+    def __enter__(self) -> "Gateway":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
     def stop(self, flush: bool = True) -> bool:
         """Stop: process what was received, cut the last windows, wait for acknowledgements.
+        Stopping again returns the first stop's result.
 
         Returns:
             True if every prediction was acknowledged before `shutdown_timeout_s`.
         """
+        if self._delivered is not None:
+            return self._delivered
         self._stopping.set()
         if self._worker is not None:
             self._worker.join()
@@ -209,6 +223,7 @@ class Gateway:
         if self._updates_tmp is not None:
             self._updates_tmp.cleanup()
         log.info("stopped; %d prediction(s) not acknowledged", len(self.outbox))
+        self._delivered = delivered
         return delivered
 
     # ------------------------------------------------------------------ worker
@@ -306,17 +321,10 @@ class Gateway:
                 continue
             now = time.monotonic()
             for ready, output, summary in zip(batch, outputs, summaries):
-                w = ready.window
-                payload = {"schema": SCHEMA, "device_id": w.device_id,
-                           "window_id": f"{w.device_id}@{w.start_s:.3f}", "window_index": w.index,
-                           "window_start_s": w.start_s, "window_end_s": w.end_s,
-                           "valid_intervals": int(w.mask.sum()), **summary,
-                           "outputs": [float(v) for v in output],
-                           "model": {"name": model.name, "version": model.version,
-                                     "sha256": model.bundle_sha256},
-                           "gateway_id": self.config.gateway_id,
-                           "latency_ms": round(1000 * (now - ready.received_s), 3)}
-                self.outbox.add(self.topics.prediction(w.device_id), encode_json(payload))
+                payload = encode_prediction(ready.window, output, summary, model,
+                                            self.config.gateway_id,
+                                            1000 * (now - ready.received_s))
+                self.outbox.add(self.topics.prediction(ready.window.device_id), payload)
             self._count("predictions", len(batch))
 
     def _housekeeping(self) -> None:
@@ -342,13 +350,11 @@ class Gateway:
     def _status_payload(self, state: str) -> bytes:
         with self._counter_lock:
             counters = dict(self.counters)
-        return encode_json({
-            "schema": SCHEMA, "gateway_id": self.config.gateway_id, "state": state,
-            "model": {"name": self.model.name, "version": self.model.version,
-                      "sha256": self.model.bundle_sha256, "task": self.model.task},
-            "devices": len(self.devices), "queue_depth": self.inbox.qsize(),
-            "pending_predictions": len(self.outbox), "predictions_dropped": self.outbox.n_dropped,
-            "counters": counters, "time_s": time.time()})
+        return encode_status(state, self.config.gateway_id, self.model,
+                             devices=len(self.devices), queue_depth=self.inbox.qsize(),
+                             pending_predictions=len(self.outbox),
+                             predictions_dropped=self.outbox.n_dropped, counters=counters,
+                             time_s=time.time())
 
     def publish_status(self, state: str = "online") -> None:
         self._last_status_s = time.monotonic()

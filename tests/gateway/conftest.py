@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import threading
+from contextlib import ExitStack
 
 import pytest
 
@@ -90,7 +91,9 @@ class Collector:
 
         self.messages: list[tuple[str, bytes]] = []
         self._cond = threading.Condition()
-        self.client = connect_client(url, client_id, clean_session=False, **tls)
+        self._stack = ExitStack()
+        self.client = self._stack.enter_context(
+            connect_client(url, client_id, clean_session=False, **tls))
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         subscribed = threading.Event()
@@ -112,8 +115,7 @@ class Collector:
             return self._cond.wait_for(lambda: predicate(self), timeout_s)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self._stack.close()
 
 
 @pytest.fixture

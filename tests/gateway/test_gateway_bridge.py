@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import time
+from contextlib import ExitStack
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from edge.runtime import load_bundle
 from gateway.broker import Mosquitto
 from gateway.client import connect_client
 from gateway.config import GatewayConfig
+from gateway.messages import window_id
 from gateway.replay import plan_messages, replay
 from gateway.service import Gateway
 from gateway.topics import Topics
@@ -51,20 +53,14 @@ def _bridge_lines(name: str, remote: Mosquitto, topics: list[str]) -> list[str]:
 def _wait_bridged(a: Mosquitto, b: Mosquitto, topic: str, timeout_s: float = 15.0) -> None:
     """Publish probes on one broker until they arrive on the other, in both directions."""
     for source, target in ((a, b), (b, a)):
-        listener = connect_client(target.url)
         got = []
-        listener.on_message = lambda c, u, m: got.append(m.topic)
-        listener.subscribe(topic, qos=1)
-        sender = connect_client(source.url)
-        deadline = time.monotonic() + timeout_s
-        try:
+        with connect_client(target.url) as listener, connect_client(source.url) as sender:
+            listener.on_message = lambda c, u, m: got.append(m.topic)
+            listener.subscribe(topic, qos=1)
+            deadline = time.monotonic() + timeout_s
             while not got and time.monotonic() < deadline:
                 sender.publish(topic, b"probe", qos=1)
                 time.sleep(0.2)
-        finally:
-            for client in (listener, sender):
-                client.disconnect()
-                client.loop_stop()
         assert got, f"bridge {source.url} -> {target.url} not up within {timeout_s} s"
 
 
@@ -90,7 +86,7 @@ def _gateway(broker: Mosquitto, prefix: str, group: str, bundle) -> Gateway:
     config = GatewayConfig(broker=broker.url, topic_prefix=f"{prefix}/{group}",
                            gateway_id=f"gw-{group}", reconnect_min_s=1, reconnect_max_s=2,
                            shutdown_timeout_s=20)
-    return Gateway(config, load_bundle(bundle)).start()
+    return Gateway(config, load_bundle(bundle))
 
 
 def _eventually(predicate, timeout_s: float = 20.0) -> bool:
@@ -109,37 +105,36 @@ def test_bridge_every_window_arrives_across_two_bridged_brokers(
     model = load_bundle(bundle)
     windows = make_windows(held_out_recording, model.features)
     expected_outputs = model.predict(windows.x)
-    expected = {f"{device}@{start:.3f}": row for device in GROUPS.values()
+    expected = {window_id(device, start): row for device in GROUPS.values()
                 for start, row in zip(windows.start_s, expected_outputs)}
     # Consumers on A: two members of one shared subscription split the predictions between
     # them; a plain subscriber watches the gateways' retained status.
     sinks = [collect(a.url, f"$share/sinks/{prefix}/+/+/prediction", f"sink{k}")
              for k in range(2)]
     watcher = collect(a.url, f"{prefix}/+/gateway/+/status", "watcher")
-    gateways = {group: _gateway(b, prefix, group, bundle) for group in GROUPS}
+    with ExitStack() as stack:
+        gateways = {group: stack.enter_context(_gateway(b, prefix, group, bundle))
+                    for group in GROUPS}
 
-    messages = sorted((m for group, device in GROUPS.items()
-                       for m in plan_messages([held_out_recording], Topics(f"{prefix}/{group}"),
-                                              device_id=device)),
-                      key=lambda m: m.at_s)
-    client = connect_client(a.url)                  # the devices publish to broker A
-    try:
-        report = replay(messages, client, speed=0)
-        assert report.n_unacknowledged == 0
-    finally:
-        client.disconnect()
-        client.loop_stop()
+        messages = sorted((m for group, device in GROUPS.items()
+                           for m in plan_messages([held_out_recording],
+                                                  Topics(f"{prefix}/{group}"),
+                                                  device_id=device)),
+                          key=lambda m: m.at_s)
+        with connect_client(a.url) as client:       # the devices publish to broker A
+            report = replay(messages, client, speed=0)
+            assert report.n_unacknowledged == 0
 
-    def received() -> list[dict]:
-        return [p for sink in sinks for p in sink.json("/prediction")]
+        def received() -> list[dict]:
+            return [p for sink in sinks for p in sink.json("/prediction")]
 
-    # The last windows of each device are cut when it goes idle or its gateway stops.
-    assert _eventually(lambda: len(received()) >= len(expected) - 2 * len(GROUPS))
-    # stop() cuts the streams: first let every message cross the bridge into a gateway.
-    assert _eventually(lambda: sum(g.counters["messages"] for g in gateways.values())
-                       >= len(messages))
-    for gateway in gateways.values():
-        assert gateway.stop()
+        # The last windows of each device are cut when it goes idle or its gateway stops.
+        assert _eventually(lambda: len(received()) >= len(expected) - 2 * len(GROUPS))
+        # stop() cuts the streams: first let every message cross the bridge into a gateway.
+        assert _eventually(lambda: sum(g.counters["messages"] for g in gateways.values())
+                           >= len(messages))
+        for gateway in gateways.values():
+            assert gateway.stop()
     assert _eventually(lambda: {p["window_id"] for p in received()} >= set(expected)), \
         sorted(set(expected) - {p["window_id"] for p in received()})
 
@@ -147,8 +142,8 @@ def test_bridge_every_window_arrives_across_two_bridged_brokers(
     live = {p["window_id"]: p for p in predictions}
     assert len(predictions) == len(live) == len(expected)       # each exactly once
     assert all(sink.json("/prediction") for sink in sinks)      # the load was shared
-    for window_id, row in expected.items():
-        p = live[window_id]
+    for wid, row in expected.items():
+        p = live[wid]
         np.testing.assert_allclose(p["outputs"], row, rtol=1e-5, atol=1e-6)
         group = next(g for g, d in GROUPS.items() if d == p["device_id"])
         assert p["gateway_id"] == f"gw-{group}"                  # its group's gateway only
@@ -171,14 +166,15 @@ def test_bridge_staged_rollout_by_retained_announcement_per_group(
     a, b = bridged
     v1_zip, v2_zip = (x.with_suffix(".zip").read_bytes() for x in (bundle, bundle_v2))
     errors = collect(a.url, f"{prefix}/+/gateway/+/error", "errors")
-    gateways = {group: _gateway(b, prefix, group, bundle) for group in GROUPS}
-    operator = connect_client(a.url)                   # the fleet operator publishes on A
+    with ExitStack() as stack:
+        gateways = {group: stack.enter_context(_gateway(b, prefix, group, bundle))
+                    for group in GROUPS}
+        operator = stack.enter_context(connect_client(a.url))  # the operator publishes on A
 
-    def announce(group: str, payload: bytes) -> None:
-        operator.publish(f"{prefix}/{group}/gateway/gw-{group}/model", payload, qos=1,
-                         retain=True).wait_for_publish(5)
+        def announce(group: str, payload: bytes) -> None:
+            operator.publish(f"{prefix}/{group}/gateway/gw-{group}/model", payload, qos=1,
+                             retain=True).wait_for_publish(5)
 
-    try:
         # Stage 1: group g1 only. Group g2 is offered a corrupt bundle: refused, v1 stays.
         announce("g1", _announcement(v2_zip))
         announce("g2", _announcement(b"PK\x03\x04 corrupt"))
@@ -189,7 +185,7 @@ def test_bridge_staged_rollout_by_retained_announcement_per_group(
 
         # A gateway that restarts gets the retained announcement again and comes up on v2.
         gateways["g1"].stop()
-        gateways["g1"] = _gateway(b, prefix, "g1", bundle)
+        gateways["g1"] = stack.enter_context(_gateway(b, prefix, "g1", bundle))
         assert _eventually(lambda: gateways["g1"].model.version == "2")
 
         # Roll back, then forward again; clearing the retained announcement changes nothing.
@@ -201,11 +197,6 @@ def test_bridge_staged_rollout_by_retained_announcement_per_group(
         # Stage 2: g2 gets the good bundle.
         announce("g2", _announcement(v2_zip))
         assert _eventually(lambda: gateways["g2"].model.version == "2")
-    finally:
-        operator.disconnect()
-        operator.loop_stop()
-        for gateway in gateways.values():
-            gateway.stop()
     assert gateways["g1"].counters["model_updates"] == 3
     assert gateways["g1"].counters["model_update_refused"] == 0
     assert gateways["g2"].counters["model_update_refused"] == 1

@@ -20,17 +20,13 @@ def test_embedded_broker_serves_a_prediction(bundle, prefix, collect):
     with EmbeddedBroker() as broker:
         collector = collect(broker.url, f"{prefix}/+/prediction")
         config = GatewayConfig(broker=broker.url, topic_prefix=prefix)
-        gateway = Gateway(config, load_bundle(bundle)).start()
-        client = connect_client(broker.url)
-        try:
+        with Gateway(config, load_bundle(bundle)) as gateway, \
+                connect_client(broker.url) as client:
             t = np.arange(0, 5.5, 0.005)
             values = np.random.default_rng(0).standard_normal((t.size, 3))
             for sensor in ("acc", "gyro"):
                 client.publish(f"{prefix}/d1/raw/{sensor}", encode_samples(t, values),
                                qos=1).wait_for_publish(5)
             assert collector.wait_for(lambda c: len(c.json("/prediction")) == 1)
-        finally:
-            client.disconnect()
-            client.loop_stop()
-            assert gateway.stop()
-            collector.close()
+        assert gateway.stop()
+        collector.close()

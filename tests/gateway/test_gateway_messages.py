@@ -1,4 +1,5 @@
-"""Payload parsing: every malformed message is a PayloadError with a reason, never a crash."""
+"""Payloads: every malformed message is a PayloadError with a reason, never a crash; what the
+gateway publishes (predictions, status) carries the window and the model."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.messages import PayloadError, encode_samples, parse_samples
+from gateway.messages import PayloadError, encode_samples, parse_samples, window_id
 from gateway.topics import Topics, check_id
 
 
@@ -98,3 +99,31 @@ def test_topics_layout_and_parse():
         topics.parse_raw("sense/v1/d1/x/raw/acc")
     with pytest.raises(ValueError, match="topic prefix"):
         Topics("sense/+", "gw1")
+
+
+def test_window_id_names_the_device_and_the_window_start():
+    assert window_id("phone1", 12.3456) == "phone1@12.346"
+
+
+def test_prediction_and_status_payloads_carry_the_window_and_the_model():
+    from types import SimpleNamespace
+
+    from gateway.messages import encode_prediction, encode_status
+    from gateway.stream import Window
+
+    model = SimpleNamespace(name="har", version="2", bundle_sha256="ab" * 32, task="activity")
+    window = Window("phone1", 3, 10.0, 20.0, np.zeros((20, 120), np.float32),
+                    np.array([True] * 15 + [False] * 5))
+    p = json.loads(encode_prediction(window, np.array([0.25, 0.75]),
+                                     {"label": "sit", "max_prob": 0.75}, model, "gw1", 1.23456))
+    assert p == {"schema": 1, "device_id": "phone1", "window_id": "phone1@10.000",
+                 "window_index": 3, "window_start_s": 10.0, "window_end_s": 20.0,
+                 "valid_intervals": 15, "label": "sit", "max_prob": 0.75,
+                 "outputs": [0.25, 0.75],
+                 "model": {"name": "har", "version": "2", "sha256": "ab" * 32},
+                 "gateway_id": "gw1", "latency_ms": 1.235}
+    status = json.loads(encode_status("online", "gw1", model, devices=2, queue_depth=0,
+                                      pending_predictions=1, predictions_dropped=0,
+                                      counters={"messages": 5}, time_s=1.5))
+    assert status["state"] == "online" and status["model"]["task"] == "activity"
+    assert status["counters"] == {"messages": 5} and status["schema"] == 1

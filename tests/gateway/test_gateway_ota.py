@@ -72,10 +72,8 @@ def test_ota_update_swaps_model_and_keeps_old_on_bad_bundle(broker, bundle, bund
                                                             collect):
     collector = collect(broker.url, f"{prefix}/#")
     config = GatewayConfig(broker=broker.url, topic_prefix=prefix, gateway_id="gw1")
-    gateway = Gateway(config, load_bundle(bundle)).start()
-    client = connect_client(broker.url)
     model_topic = f"{prefix}/gateway/gw1/model"
-    try:
+    with Gateway(config, load_bundle(bundle)) as gateway, connect_client(broker.url) as client:
         garbage = b"PK\x03\x04 corrupt"
         client.publish(model_topic, _announce(garbage), qos=1).wait_for_publish(5)
         assert collector.wait_for(lambda c: any(e["reason"] == "model_update_refused"
@@ -95,9 +93,5 @@ def test_ota_update_swaps_model_and_keeps_old_on_bad_bundle(broker, bundle, bund
                            qos=1).wait_for_publish(5)
         assert collector.wait_for(lambda c: len(c.json("/prediction")) == 1)
         assert collector.json("/prediction")[0]["model"]["version"] == "2"
-    finally:
-        client.disconnect()
-        client.loop_stop()
-        gateway.stop()
     assert gateway.counters["model_update_refused"] == 1
     assert gateway.counters["model_updates"] == 1

@@ -40,10 +40,10 @@ def test_security_tls_and_password_accepted(secure_broker, tls_files, bundle, tm
     collector = collect(secure_broker.url, f"{prefix}/#", ca_file=str(tls_files.ca_file),
                         username="reader", password="reader-pw")
     config = _config(secure_broker, tls_files, tmp_path, PASSWORD, prefix)
-    gateway = Gateway(config, load_bundle(bundle)).start()
-    assert gateway.connected
-    assert collector.wait_for(lambda c: any(s["state"] == "online" for s in c.json("/status")))
-    gateway.stop()
+    with Gateway(config, load_bundle(bundle)) as gateway:
+        assert gateway.connected
+        assert collector.wait_for(lambda c: any(s["state"] == "online"
+                                                for s in c.json("/status")))
     assert PASSWORD not in caplog.text and PASSWORD not in repr(config)
 
 
