@@ -340,6 +340,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="DeepSense setting override, e.g. --set train.epochs=60")
     parser.add_argument("--jobs", type=int, default=1, help="threads for MiniRocket and the forest")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md")
+    parser.add_argument("--note", help="a sentence added under the table (e.g. what changed)")
     parser.add_argument("--skip-missing", action="store_true",
                         help="run nothing: tabulate the results already in --work")
     args = parser.parse_args(argv)
@@ -355,6 +356,8 @@ def main(argv: list[str] | None = None) -> None:
     body = markdown_table(HEADER, table_rows(results)) + "\n\n" + notes(cases, args.set)
     if missing:
         body += f"\n\nNot run (no result in the work folder): {', '.join(missing)}."
+    if args.note:
+        body += f"\n\n{args.note}"
     body += f"\n\nTotal wall time of this invocation: {time.perf_counter() - started:.0f} s."
     if args.no_write:
         print(body)
