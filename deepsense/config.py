@@ -93,6 +93,9 @@ class TrainConfig:
             held-out accuracy in 1,500 steps where 1e-3 reached 0.94 (README, "Training").
         beta_1, beta_2: Adam 0.5, 0.9, as released.
         early_stopping_patience: epochs without validation improvement before stopping.
+        lr_plateau_patience: epochs without validation improvement before the learning rate
+            is halved (down to 1/32 of `learning_rate`); 0 keeps it constant. Halving lets
+            a run settle instead of stopping while it still oscillates (README, "Training").
         augment: use the augmented copies written by `prepare --augment` for training.
         seed: seeds Python, NumPy and TensorFlow.
         steps_per_epoch: batches per epoch; None: one pass over the training windows, but at
@@ -117,6 +120,7 @@ class TrainConfig:
     beta_1: float = 0.5
     beta_2: float = 0.9
     early_stopping_patience: int = 10
+    lr_plateau_patience: int = 3
     augment: bool = True
     seed: int = 0
     steps_per_epoch: int | None = None
@@ -133,6 +137,9 @@ class TrainConfig:
             _check_positive(name, getattr(self, name))
         if self.steps_per_epoch is not None:
             _check_positive("steps_per_epoch", self.steps_per_epoch)
+        if isinstance(self.lr_plateau_patience, bool) or self.lr_plateau_patience < 0:
+            raise ConfigError("train.lr_plateau_patience expected an integer >= 0. "
+                              f"Received: {self.lr_plateau_patience}")
         if not self.learning_rate > 0:
             raise ConfigError(f"train.learning_rate expected > 0. Received: {self.learning_rate}")
         if self.head not in HEADS:

@@ -191,6 +191,10 @@ def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
         keras.callbacks.ModelCheckpoint(str(run / "checkpoints" / "last.keras")),
         keras.callbacks.EarlyStopping(monitor=monitor, patience=t.early_stopping_patience,
                                       restore_best_weights=True),
+        *([keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
+                                             patience=t.lr_plateau_patience,
+                                             min_lr=t.learning_rate / 32)]
+          if t.lr_plateau_patience else []),
         keras.callbacks.CSVLogger(str(run / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run / "logs"), write_graph=False),
     ]

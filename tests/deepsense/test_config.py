@@ -43,3 +43,9 @@ def test_bad_file_is_a_config_error(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_learning_rate_plateau_patience_is_checked():
+    assert load_config(None, ["train.lr_plateau_patience=0"]).train.lr_plateau_patience == 0
+    with pytest.raises(ConfigError, match="lr_plateau_patience"):
+        load_config(None, ["train.lr_plateau_patience=-1"])
