@@ -154,7 +154,7 @@ def run_one(job: dict) -> dict:
     """Train and test one method on one split, in this (fresh) process."""
     from deepsense.data.prepared import load_prepared
     from deepsense.data.splits import labelled_rows, split_indices
-    from deepsense.metrics import classification_metrics
+    from edge.metrics import classification_metrics
 
     ds = load_prepared(job["data"])
     task, split, seed = job["task"], job["split"], job["seed"]
