@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from report import markdown_table, write_section  # noqa: E402
+from common import (markdown_table, median_latency_ms, single_thread_tensorflow,  # noqa: E402
+                    write_section)
 
 from deepsense.config import load_config  # noqa: E402
 from deepsense.data.features import FeatureConfig  # noqa: E402
@@ -69,10 +69,7 @@ class Case:
 # ---------------------------------------------------------------- latency (subprocess)
 def time_models(spec_path: Path) -> dict[str, float]:
     """Median ms per window (batch 1, one thread) of each saved model in the spec file."""
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf = single_thread_tensorflow()
     import keras
 
     import deepsense.layers  # noqa: F401  (registers the custom layers for loading)
@@ -89,17 +86,7 @@ def time_models(spec_path: Path) -> dict[str, float]:
 
         for name, path in spec["bundles"].items():
             functions[f"{name} @edge"] = load_bundle(path).predict
-    for function in functions.values():  # trace and warm up
-        for window in x[:5]:
-            function(window[None])
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(spec["rounds"]):
-        for name, function in functions.items():
-            for window in x:
-                started = time.perf_counter()
-                function(window[None])
-                times[name].append(1000 * (time.perf_counter() - started))
-    return {name: statistics.median(values) for name, values in times.items()}
+    return median_latency_ms(functions, x, spec["rounds"])
 
 
 def export_for_edge(source_run: Path, model, directory: Path) -> Path:
