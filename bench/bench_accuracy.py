@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import markdown_table, write_section  # noqa: E402
+from common import markdown_table, write_section  # noqa: E402
 
 from deepsense.config import load_config  # noqa: E402
 from deepsense.data.features import FeatureConfig  # noqa: E402

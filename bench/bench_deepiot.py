@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from report import markdown_table, write_section  # noqa: E402
+from common import (markdown_table, median_latency_ms, single_thread_tensorflow,  # noqa: E402
+                    write_section)
 
 from deepsense.config import load_config  # noqa: E402
 from deepsense.data.features import FeatureConfig  # noqa: E402
@@ -69,10 +69,7 @@ class Case:
 # ---------------------------------------------------------------- latency (subprocess)
 def time_models(spec_path: Path) -> dict[str, float]:
     """Median ms per window (batch 1, one thread) of each saved model in the spec file."""
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf = single_thread_tensorflow()
     import keras
 
     import deepsense.layers  # noqa: F401  (registers the custom layers for loading)
@@ -89,26 +86,7 @@ def time_models(spec_path: Path) -> dict[str, float]:
 
         for name, path in spec["bundles"].items():
             functions[f"{name} @edge"] = load_bundle(path).predict
-    for function in functions.values():  # trace and warm up
-        for window in x[:5]:
-            function(window[None])
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(spec["rounds"]):
-        for name, function in functions.items():
-            for window in x:
-                started = time.perf_counter()
-                function(window[None])
-                times[name].append(1000 * (time.perf_counter() - started))
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
-def edge_runtime_landed() -> bool:
-    """Whether the edge bundle export and the NumPy runtime are committed (not just
-    present in a working tree)."""
-    files = ["deepsense/export.py", "edge/runtime.py"]
-    done = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--error-unmatch", *files],
-                          capture_output=True)
-    return done.returncode == 0
+    return median_latency_ms(functions, x, spec["rounds"])
 
 
 def export_for_edge(source_run: Path, model, directory: Path) -> Path:
@@ -241,12 +219,11 @@ def run_case(case: Case, args, work: Path) -> dict:
         models[f"{name} @unrolled"] = path.with_name(path.stem + "_unrolled.keras")
         copy.save(models[f"{name} @unrolled"])
     bundles = {}
-    if args.edge:
-        print(f"== {case.name}: edge bundles (NumPy runtime)", flush=True)
-        for name in ("original", DEEPIOT, "L1-norm filters"):
-            slug = name.split(",")[0].split(" ")[0].lower()
-            bundles[name] = export_for_edge(out / "run", keras.saving.load_model(models[name]),
-                                            out / f"edge_{slug}")
+    print(f"== {case.name}: edge bundles (NumPy runtime)", flush=True)
+    for name in ("original", DEEPIOT, "L1-norm filters"):
+        slug = name.split(",")[0].split(" ")[0].lower()
+        bundles[name] = export_for_edge(out / "run", keras.saving.load_model(models[name]),
+                                        out / f"edge_{slug}")
     latency = measure_latency(models, a.x_test[:20], out, rounds=args.latency_rounds,
                               bundles=bundles)
     for name, ms in latency.items():
@@ -396,7 +373,6 @@ def main() -> None:
     if args.latency:
         print(json.dumps(time_models(args.latency)))
         return
-    args.edge = edge_runtime_landed()
     if args.quick:
         args.users, args.seconds, args.epochs = 3, 12.0, 1
         args.step_interval, args.fine_tune_epochs, args.latency_rounds = 2, 1, 1
@@ -429,11 +405,9 @@ def main() -> None:
         "baseline keeps the dense shapes: its 'params' are the non-zero ones and its sparse "
         "size counts float32 values + int32 CSR indices; its latency is that of the dense "
         "model it is. Latency: batch 1, one thread, Keras under tf.function, median of "
-        f"{args.latency_rounds} interleaved rounds over 20 test windows"
-        + ("; the NumPy edge runtime (`edge.runtime.load_bundle` on a "
-           "`deepsense.export.export_bundle` bundle, BLAS on one thread) in the same rounds"
-           if args.edge else "; NumPy edge-runtime latency: pending (the bundle export and "
-           "runtime were not committed when this ran)") + ".\n\n"
+        f"{args.latency_rounds} interleaved rounds over 20 test windows; the NumPy edge "
+        "runtime (`edge.runtime.load_bundle` on a `deepsense.export.export_bundle` bundle, "
+        "BLAS on one thread) in the same rounds.\n\n"
         + "\n".join(sections)
         + "\n### Units kept per layer (DeepIoT / L1-norm baseline)\n\n"
         + units_table_md(outcomes)

@@ -18,10 +18,8 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from report import markdown_table, write_section  # noqa: E402
+from common import (markdown_table, median_latency_ms, peak_rss_mib,  # noqa: E402
+                    single_thread_tensorflow, write_section)
 
 ONE_GIB = 1 << 30
 SINGLE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -43,10 +42,7 @@ def _worker(spec: dict) -> dict:
     os.sched_setaffinity(0, {0})
     x = np.load(spec["windows"])
     if spec["kind"] == "keras":
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf = single_thread_tensorflow()
         from deepsense.run import load_run
 
         models = {name: load_run(path)[0] for name, path in spec["models"].items()}
@@ -60,31 +56,12 @@ def _worker(spec: dict) -> dict:
         models = {name: load_bundle(path, backend=spec["backend"])
                   for name, path in spec["models"].items()}
         call = {name: m.predict for name, m in models.items()}
-    times: dict[str, list[float]] = {name: [] for name in call}
-    for name in call:  # warm up
-        for window in x[:5]:
-            call[name](window[None])
-    for _ in range(spec["rounds"]):  # rounds alternate between models: same noise for all
-        for name, function in call.items():
-            for window in x:
-                started = time.perf_counter()
-                function(window[None])
-                times[name].append(1000 * (time.perf_counter() - started))
+    ms = median_latency_ms(call, x, spec["rounds"])
     if spec["kind"] != "keras":  # the edge process of the memory goal: 1,000 windows
         for name, function in call.items():
             for i in range(1000):
                 function(x[i % len(x)][None])
-    return {"ms": {name: statistics.median(v) for name, v in times.items()},
-            "peak_rss_mib": peak_rss_mib()}
-
-
-def peak_rss_mib() -> float:
-    """This process's peak RSS (VmHWM: unlike ru_maxrss, not inherited from the parent
-    that forked it)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    return {"ms": ms, "peak_rss_mib": peak_rss_mib()}
 
 
 def run_worker(spec: dict, work: Path, address_space: int | None = None) -> dict:

@@ -48,7 +48,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import markdown_table, write_section  # noqa: E402
+from common import markdown_table, write_section  # noqa: E402
 
 from edge.runtime import load_bundle  # noqa: E402
 from gateway.broker import Mosquitto  # noqa: E402

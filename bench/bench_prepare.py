@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import markdown_table, peak_rss_mib, write_section  # noqa: E402
+from common import markdown_table, peak_rss_mib, write_section  # noqa: E402
 
 from deepsense.data.hhar import inject_hhar_faults, write_hhar  # noqa: E402
 from deepsense.data.synthetic import DEVICE_MODELS, SyntheticSpec, device_model, make_recordings  # noqa: E402

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import markdown_table, write_section  # noqa: E402
+from common import (markdown_table, median_latency_ms, single_thread_tensorflow,  # noqa: E402
+                    write_section)
 
 from deepsense.config import load_config  # noqa: E402
 from deepsense.data.features import FeatureConfig  # noqa: E402
@@ -282,25 +282,12 @@ def time_methods(spec_path: Path) -> dict[str, float]:
     A method with ``repeat`` r calls its predictor r times per window (MC dropout passes
     one by one instead of batched).
     """
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    single_thread_tensorflow()
     spec = json.loads(spec_path.read_text())
     x = np.load(spec["windows"])
-    methods = {m["name"]: (build_predictor(m), m.get("repeat", 1)) for m in spec["methods"]}
-    for predict, _ in methods.values():  # trace and warm up
-        for window in x[:3]:
-            predict(window[None])
-    times: dict[str, list[float]] = {name: [] for name in methods}
-    for _ in range(spec["rounds"]):
-        for name, (predict, repeat) in methods.items():
-            for window in x:
-                started = time.perf_counter()
-                for _ in range(repeat):
-                    predict(window[None])
-                times[name].append(1000 * (time.perf_counter() - started))
-    return {name: statistics.median(values) for name, values in times.items()}
+    functions = {m["name"]: build_predictor(m) for m in spec["methods"]}
+    repeat = {m["name"]: m.get("repeat", 1) for m in spec["methods"]}
+    return median_latency_ms(functions, x, spec["rounds"], warmup=3, repeat=repeat)
 
 
 def measure_times(case: Case, specs: list[dict], work: Path, rounds: int) -> dict[str, float]:

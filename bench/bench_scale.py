@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import socket
 import subprocess
 import sys
 import time
@@ -29,14 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from report import markdown_table, write_section  # noqa: E402
+from common import markdown_table, peak_rss_mib, write_section  # noqa: E402
+from gateway.broker import free_port  # noqa: E402
 
 #: Windows per split of the full HHAR with the released code's x10 augmentation.
 HHAR_AUGMENTED_WINDOWS = 120_000
-
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def step_prepare(out: Path, windows: int, shard_windows: int) -> dict:
@@ -63,7 +58,7 @@ def step_prepare(out: Path, windows: int, shard_windows: int) -> dict:
     meta = json.loads((out / "dataset.json").read_text())
     size = sum(p.stat().st_size for p in out.iterdir())
     return {"seconds": time.perf_counter() - started, "windows": meta["n_windows"],
-            "shards": len(meta["shards"]), "bytes": size, "peak_rss_mib": _peak_mib()}
+            "shards": len(meta["shards"]), "bytes": size, "peak_rss_mib": peak_rss_mib()}
 
 
 def step_train(data: Path, out: Path, steps: int, extra: list[str]) -> dict:
@@ -75,7 +70,7 @@ def step_train(data: Path, out: Path, steps: int, extra: list[str]) -> dict:
                  "--set", f"train.steps_per_epoch={steps}", *extra])
     info = json.loads((out / "run.json").read_text()) if code == 0 else {}
     return {"code": code, "seconds": time.perf_counter() - started,
-            "windows_per_s": info.get("train_windows_per_s"), "peak_rss_mib": _peak_mib()}
+            "windows_per_s": info.get("train_windows_per_s"), "peak_rss_mib": peak_rss_mib()}
 
 
 def run_step(args: list[str]) -> dict:
@@ -86,16 +81,10 @@ def run_step(args: list[str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def throughput(data: Path, work: Path, steps: int) -> dict:
     """Windows/s of 1 process and of 2 local workers, same global batch and steps."""
     single = run_step(["train", str(data), str(work / "one"), str(steps)])
-    workers = f"localhost:{_free_port()},localhost:{_free_port()}"
+    workers = f"localhost:{free_port()},localhost:{free_port()}"
     procs = [subprocess.Popen([sys.executable, __file__, "--step", "train", str(data),
                                str(work / "two"), str(steps), "--workers", workers,
                                "--worker-index", str(i)], stdout=subprocess.PIPE,

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from report import markdown_table, write_section  # noqa: E402
+from common import markdown_table, write_section  # noqa: E402
 
 HHAR_TRAIN_WINDOWS = 119_080  # released code, split 'a', augmented x10
 

@@ -207,8 +207,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- compress
-def cmd_compress(args: argparse.Namespace) -> int:
-    require("tensorflow", "train")
+#: Weight of the original model's soft outputs when fine-tuning a thinned model.
+DISTILL_WEIGHT = 0.5
+
+
+def _compress(model: Path, out: Path, *, data: Path | None = None, target_params: float,
+              min_accuracy: float | None = None, step_interval: int, fine_tune_epochs: int,
+              distill: float = DISTILL_WEIGHT, seed: int = 0) -> dict:
+    """DeepIoT on a run directory (`compress` and `demo`), printing progress and the report."""
     from deepiot.compress import CompressSettings
     from deepiot.finetune import FineTuneSettings
     from deepiot.report import format_report
@@ -216,20 +222,28 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from deepiot.schedule import ThresholdSchedule
 
     try:
-        settings = CompressSettings(target_params=args.target_params,
-                                    min_accuracy=args.min_accuracy, seed=args.seed)
-        schedule = ThresholdSchedule(step_interval=args.step_interval)
-        fine_tuning = FineTuneSettings(epochs=args.fine_tune_epochs, distill_weight=args.distill,
-                                       seed=args.seed)
+        settings = CompressSettings(target_params=target_params, min_accuracy=min_accuracy,
+                                    seed=seed)
+        schedule = ThresholdSchedule(step_interval=step_interval)
+        fine_tuning = FineTuneSettings(epochs=fine_tune_epochs, distill_weight=distill,
+                                       seed=seed)
     except ValueError as exc:
         raise UsageError(f"compress: {exc}") from None
-    print(f"compressing {args.model} to {100 * args.target_params:g}% of its parameters "
-          f"({schedule.n_steps} threshold steps of {args.step_interval} iterations)")
-    report = compress_run(args.model, args.out, data_dir=args.data, settings=settings,
-                          schedule=schedule, fine_tuning=fine_tuning, verbose=2,
+    print(f"compressing {model} to {100 * target_params:g}% of its parameters "
+          f"({schedule.n_steps} threshold steps of {step_interval} iterations)")
+    report = compress_run(model, out, data_dir=data, settings=settings, schedule=schedule,
+                          fine_tuning=fine_tuning, verbose=2,
                           progress=lambda record: print(format_progress(record), flush=True))
     print(format_report(report))
-    print(f"  wrote {args.out}: model.keras, run.json, compression_report.json, tradeoff.png")
+    print(f"  wrote {out}: model.keras, run.json, compression_report.json, tradeoff.png")
+    return report
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    require("tensorflow", "train")
+    _compress(args.model, args.out, data=args.data, target_params=args.target_params,
+              min_accuracy=args.min_accuracy, step_interval=args.step_interval,
+              fine_tune_epochs=args.fine_tune_epochs, distill=args.distill, seed=args.seed)
     return 0
 
 
@@ -313,11 +327,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"done in {time.perf_counter() - started:.0f} s -> {out}")
         return 0
     print(f"[4/6] DeepIoT: compressing to {100 * args.target_params:.0f}% of the parameters")
-    code = main(["compress", "--model", str(out / "run"), "--out", str(out / "thin"),
-                 "--target-params", str(args.target_params), "--step-interval", "5",
-                 "--fine-tune-epochs", str(args.fine_tune_epochs), "--seed", str(args.seed)])
-    if code:
-        return code
+    _compress(out / "run", out / "thin", target_params=args.target_params, step_interval=5,
+              fine_tune_epochs=args.fine_tune_epochs, seed=args.seed)
     print("[5/6] exporting the thinned model to an edge bundle")
     bundle = export_bundle(out / "thin", out / "bundle")
     checks = json.loads((bundle / "manifest.json").read_text()).get("checks", {})
@@ -430,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step-interval", type=int, default=40, metavar="N",
                    help="iterations per pruning-threshold step (the paper: 500)")
     p.add_argument("--fine-tune-epochs", type=int, default=30)
-    p.add_argument("--distill", type=float, default=0.5, metavar="W",
+    p.add_argument("--distill", type=float, default=DISTILL_WEIGHT, metavar="W",
                    help="weight of the original model's soft outputs when fine-tuning (0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_compress)

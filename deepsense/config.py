@@ -2,7 +2,8 @@
 
 Sections: ``[features]`` (how windows are made, fixed at `prepare` time), ``[model]``,
 ``[train]``. Unknown keys or values of the wrong type raise ConfigError, naming the key.
-Every run writes its resolved configuration as ``config.resolved.toml``.
+Every run writes its resolved configuration as ``config.resolved.toml``. `load_section`
+reads any other section with the same rules (``[gateway]``: `gateway.config.GatewayConfig`).
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 from deepsense.data.features import FeatureConfig
 from deepsense.errors import ConfigError
 
 TASKS = ("activity", "user", "regression")
 HEADS = ("softmax", "rdeepsense")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -247,13 +249,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     for name in SECTIONS:
         values[name].update(_plain(getattr(base, name)))
     if path is not None:
-        try:
-            loaded = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} not found") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        for section, entries in loaded.items():
+        for section, entries in read_toml(path).items():
             if section not in SECTIONS or not isinstance(entries, dict):
                 raise ConfigError(f"{path}: unknown section [{section}]; expected {sorted(SECTIONS)}")
             values[section].update(entries)
@@ -270,6 +266,41 @@ def config_from_dict(values: Mapping[str, Mapping[str, Any]]) -> RunConfig:
         raise ConfigError(f"unknown section(s) {unknown}; expected {sorted(SECTIONS)}")
     return RunConfig(**{name: _build(cls, name, values.get(name, {}))
                         for name, cls in SECTIONS.items()})
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file as a dict of sections.
+
+    Raises:
+        ConfigError: the file is missing, unreadable or not valid TOML.
+    """
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+
+
+def load_section(cls: type[T], section: str, path: str | Path | None = None,
+                 overrides: Mapping[str, Any] | None = None) -> T:
+    """One typed section of a TOML file: `cls`'s defaults, then the file's ``[section]``
+    table (other sections are ignored), then `overrides` (None values ignored).
+
+    Raises:
+        ConfigError: an unreadable file, an unknown key or a value of the wrong type (both
+            named ``section.key``), or a value `cls` refuses.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        entries = read_toml(path).get(section, {})
+        if not isinstance(entries, dict):
+            raise ConfigError(f"{path}: [{section}] expected a table. Received: {entries!r}")
+        values.update(entries)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return _build(cls, section, values)
 
 
 def _plain(obj: Any) -> Any:

@@ -96,8 +96,9 @@ class LiteRTGraph:
                               "use the numpy backend")
         # MissingExtraError (an ImportError) without LiteRT: no wheels for 32-bit x86 or
         # some ARM boards; the numpy backend runs everywhere.
-        interpreter = require("ai_edge_litert.interpreter", "edge")
-        self.interpreter = interpreter.Interpreter(model_content=bundle.tflite, num_threads=num_threads)
+        litert = require("ai_edge_litert.interpreter", "edge")
+        self.interpreter = litert.Interpreter(model_content=bundle.tflite,
+                                              num_threads=num_threads)
         self.interpreter.allocate_tensors()
         self.input_index = self.interpreter.get_input_details()[0]["index"]
         self.output_index = self.interpreter.get_output_details()[0]["index"]

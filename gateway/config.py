@@ -1,4 +1,6 @@
-"""Gateway settings: one frozen dataclass, read from a TOML file's [gateway] table and flags.
+"""Gateway settings: one frozen dataclass, read from a TOML file's [gateway] table and flags
+by the typed loader every section uses (`deepsense.config.load_section`): unknown keys and
+values of the wrong type are ConfigErrors naming ``gateway.<key>``.
 
 Secrets are never stored here: the password is read from `password_file` or from the
 environment variable named by `password_env` at connect time, and never logged.
@@ -7,13 +9,14 @@ environment variable named by `password_env` at connect time, and never logged.
 from __future__ import annotations
 
 import os
-import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+from deepsense.config import load_section
 from deepsense.errors import ConfigError
+from gateway.messages import MAX_BATCH_SAMPLES, MAX_PAYLOAD_BYTES
 from gateway.topics import DEFAULT_GATEWAY_ID, DEFAULT_PREFIX, Topics, check_id, check_prefix
 
 #: Environment variable holding the broker password, unless `password_file` is given.
@@ -74,8 +77,8 @@ class GatewayConfig:
     reconnect_min_s: int = 1
     reconnect_max_s: int = 30
     max_devices: int = 1000
-    max_payload_bytes: int = 256 * 1024
-    max_batch_samples: int = 10_000
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES
+    max_batch_samples: int = MAX_BATCH_SAMPLES
     queue_size: int = 10_000
     batch_windows: int = 64
     max_pending: int = 100_000
@@ -159,20 +162,4 @@ def load_gateway_config(path: str | Path | None = None,
     Raises:
         ConfigError: unreadable file, unknown key, or a value of the wrong type or range.
     """
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"config file {path}: {exc}") from None
-        values.update(data.get("gateway", {}))
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    known = {f.name: f for f in fields(GatewayConfig)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown gateway setting(s) {unknown}; expected some of "
-                          f"{sorted(known)}")
-    try:
-        return replace(GatewayConfig(), **values)
-    except TypeError as exc:
-        raise ConfigError(f"gateway settings: {exc}") from None
+    return load_section(GatewayConfig, "gateway", path, overrides)

@@ -3,10 +3,10 @@
 Walks every import statement of the package sources with `ast`, function-level imports
 included, and fails on:
 
-- a cycle between layers: the data layer (`deepsense.data`, `deepsense.errors`, the
-  `deepsense` package itself), `deepsense` (model, training, evaluation, export),
-  `rdeepsense`, `deepiot`, `edge` and `gateway`; `deepsense.cli` is the composition root,
-  which may import anything and which nothing imports;
+- a cycle between layers: the base layer (`deepsense.data`, `deepsense.errors`,
+  `deepsense.config`, the `deepsense` package itself), `deepsense` (model, training,
+  evaluation, export), `rdeepsense`, `deepiot`, `edge` and `gateway`; `deepsense.cli` is
+  the composition root, which may import anything and which nothing imports;
 - `edge` or `gateway` importing TensorFlow or Keras, directly or through any module they
   import; `edge` importing paho-mqtt.
 """
@@ -76,7 +76,7 @@ def layer_of(module: str) -> str:
         return top
     if module == ROOT or module.startswith(f"{ROOT}."):
         return ROOT
-    data = module in ("deepsense", "deepsense.errors", DATA_LAYER)
+    data = module in ("deepsense", "deepsense.errors", "deepsense.config", DATA_LAYER)
     return DATA_LAYER if data or module.startswith(f"{DATA_LAYER}.") else "deepsense"
 
 

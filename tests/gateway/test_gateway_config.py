@@ -23,7 +23,10 @@ def test_config_file_then_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, match", [
-    ({"brokr": "mqtt://x"}, "unknown gateway setting"),
+    ({"brokr": "mqtt://x"}, r"unknown key\(s\) \['gateway.brokr'\]"),
+    ({"spool": 5}, "gateway.spool expected a str"),
+    ({"ca_file": ["x"]}, "gateway.ca_file expected a str"),
+    ({"max_devices": 2.5}, "gateway.max_devices expected an integer"),
     ({"broker": "http://x:1"}, "mqtt://HOST:PORT"),
     ({"broker": "mqtt://user:pw@x:1"}, "must not carry credentials"),
     ({"gateway_id": "a/b"}, "gateway id expected"),
@@ -34,6 +37,15 @@ def test_config_file_then_overrides(tmp_path):
 def test_config_refuses_bad_settings(overrides, match):
     with pytest.raises(ConfigError, match=match):
         load_gateway_config(None, overrides)
+
+
+def test_config_file_values_are_typed_and_named(tmp_path):
+    path = tmp_path / "gw.toml"
+    path.write_text('[train]\nepochs = 3\n\n[gateway]\nspool = 5\n')
+    with pytest.raises(ConfigError, match="gateway.spool expected a str"):
+        load_gateway_config(path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_gateway_config(tmp_path / "missing.toml")
 
 
 def test_config_broker_url_defaults():
