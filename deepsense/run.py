@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from deepsense.config import RunConfig, TrainConfig, config_from_dict
+from deepsense.data.features import FeatureConfig
 from deepsense.data.prepared import PreparedDataset, load_prepared
 from deepsense.data.splits import labelled_rows, split_indices, validation_split
 from deepsense.errors import DataFormatError
@@ -150,16 +151,6 @@ def load_run(run_dir: str | Path) -> tuple[Any, RunInfo]:
     return keras.saving.load_model(run / MODEL_FILE), info
 
 
-def check_compatible(info: RunInfo, ds: PreparedDataset) -> None:
-    """The dataset must have been prepared exactly as the model's training data."""
-    if info.features != ds.features.to_dict():
-        raise DataFormatError("the data was prepared with different feature settings than "
-                              f"the model: model {info.features}, data {ds.features.to_dict()}")
-    if info.task != "regression" and ds.class_names(info.task) != info.class_names:
-        raise DataFormatError(f"class names differ: model {info.class_names}, "
-                              f"data {ds.class_names(info.task)}")
-
-
 def resolve_dataset(info: RunInfo, data_dir: str | Path | None = None
                     ) -> tuple[PreparedDataset, Path]:
     """The run's prepared data (`data_dir`, else the path run.json records), checked.
@@ -171,7 +162,8 @@ def resolve_dataset(info: RunInfo, data_dir: str | Path | None = None
     if data_dir is None:
         raise DataFormatError("no --data given and the run does not record its data path")
     ds = load_prepared(data_dir)
-    check_compatible(info, ds)
+    ds.check_prepared_as(FeatureConfig.from_dict(info.features), info.task, info.class_names,
+                         owner="model")
     return ds, Path(data_dir)
 
 

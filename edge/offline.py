@@ -23,17 +23,6 @@ from edge.scoring import score_outputs
 BATCH = 256
 
 
-def check_dataset(model: EdgeModel, ds: PreparedDataset) -> None:
-    """The windows must be prepared exactly as the bundle's training data."""
-    if ds.features != model.features:
-        raise DataFormatError(f"the data was prepared with different feature settings than the "
-                              f"bundle: bundle {model.features.to_dict()}, data "
-                              f"{ds.features.to_dict()}")
-    if model.task != "regression" and ds.class_names(model.task) != model.class_names:
-        raise DataFormatError(f"class names differ: bundle {model.class_names}, data "
-                              f"{ds.class_names(model.task)}")
-
-
 def select_rows(model: EdgeModel, ds: PreparedDataset, split: str | None) -> tuple[np.ndarray, str]:
     """Rows to predict: ``all``, or the test side of a split spec (default: the bundle's)."""
     training = model.manifest.get("metrics", {}).get("training", {})
@@ -53,7 +42,7 @@ def predict_dataset(model: EdgeModel, ds: PreparedDataset, out_dir: str | Path, 
         split: "all", a split spec (its test side), or None for the bundle's training split.
         progress: optional wrapper such as tqdm over the batches.
     """
-    check_dataset(model, ds)
+    ds.check_prepared_as(model.features, model.task, model.class_names, owner="bundle")
     rows, spec = select_rows(model, ds, split)
     if len(rows) == 0:
         raise DataFormatError(f"no labelled windows to predict for split {spec!r}")

@@ -84,6 +84,22 @@ class PreparedDataset:
             return list(self.user_names)
         return ["target"]
 
+    def check_prepared_as(self, features: FeatureConfig, task: str, class_names: list[str],
+                          owner: str) -> None:
+        """Refuse windows prepared differently from `owner`'s training data (the model or the
+        bundle): other feature settings, or (classification) other classes or class order.
+
+        Raises:
+            DataFormatError: naming both settings.
+        """
+        if features != self.features:
+            raise DataFormatError(f"the data was prepared with different feature settings than "
+                                  f"the {owner}: {owner} {features.to_dict()}, data "
+                                  f"{self.features.to_dict()}")
+        if task != "regression" and self.class_names(task) != list(class_names):
+            raise DataFormatError(f"class names differ: {owner} {list(class_names)}, data "
+                                  f"{self.class_names(task)}")
+
 
 def _index(names: list[str], value: str | None) -> int:
     if value is None:

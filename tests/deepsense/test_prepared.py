@@ -55,3 +55,15 @@ def test_load_refuses_damaged_directories(tiny_dataset, tmp_path):
     (tmp_path / "dataset.json").write_text("{")
     with pytest.raises(DataFormatError, match="invalid JSON"):
         load_prepared(tmp_path)
+
+
+def test_windows_prepared_differently_from_the_model_are_refused(tiny_dataset):
+    names = tiny_dataset.class_names("activity")
+    tiny_dataset.check_prepared_as(tiny_dataset.features, "activity", names, owner="model")
+    other = FeatureConfig(interval_s=0.5, stride_s=1.0)
+    with pytest.raises(DataFormatError, match="different feature settings than the bundle"):
+        tiny_dataset.check_prepared_as(other, "activity", names, owner="bundle")
+    with pytest.raises(DataFormatError, match="class names differ: model"):
+        tiny_dataset.check_prepared_as(tiny_dataset.features, "activity", names[::-1],
+                                       owner="model")
+    tiny_dataset.check_prepared_as(tiny_dataset.features, "regression", [], owner="model")
