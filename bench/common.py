@@ -12,6 +12,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Callable, Mapping
 
 import numpy as np
@@ -55,7 +56,7 @@ def peak_rss_mib(children: bool = False) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 
 
-def single_thread_tensorflow():
+def single_thread_tensorflow() -> ModuleType:
     """TensorFlow with one intra-op and one inter-op thread (batch-1 latency on one core)."""
     import tensorflow as tf
 

@@ -87,7 +87,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     for report in reports:
         if report.rows_skipped:
             print(report.summary(), file=sys.stderr)
-    provenance = {"source": args.source, "input": args.input, "test_input": args.test_input,
+    provenance = {"source": data.source, "input": args.input, "test_input": args.test_input,
                   "reports": [r.to_dict() for r in reports]}
     settings = {"augment_copies": _augment_copies(args.augment, recordings, features),
                 "seed": args.seed, "activity_names": data.class_names,

@@ -64,11 +64,14 @@ class SourceData:
         recordings: the recordings, in the reader's order.
         reports: one `ReadReport` per file read (rows read, skipped by reason).
         class_names: the source's fixed class order, or None (the order comes from the data).
+        source: the `SOURCES` name that read them (``auto`` resolved; set by
+            `read_recordings`).
     """
 
     recordings: list[Recording]
     reports: list[ReadReport]
     class_names: list[str] | None
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,7 @@ def read_recordings(source: str, path: str | Path | None,
         raise ConfigError(f"source {source!r} needs a path to read")
     if options.test_path is not None and source != "ts":
         raise ConfigError(f"a separate test file is read for source 'ts' only, not {source!r}")
-    return entry.read("" if path is None else str(path), options)
+    return replace(entry.read("" if path is None else str(path), options), source=source)
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:

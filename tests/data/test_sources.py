@@ -22,7 +22,8 @@ BASICMOTIONS = DATASETS / "basicmotions" / "BasicMotions_TEST.ts"
 def test_auto_reads_csv_hhar_ts_and_synthetic(tmp_path):
     spec = SyntheticSpec(n_users=1, devices=("nexus4_1",), seconds_per_activity=4.0, n_gaps=0)
     path = write_sensor_csv([make_recording(spec, "a", "nexus4_1", "walk")], tmp_path / "r.csv")
-    assert [r.device for r in read_recordings(AUTO, path).recordings] == ["nexus4_1"]
+    data = read_recordings(AUTO, path)
+    assert [r.device for r in data.recordings] == ["nexus4_1"] and data.source == "csv"
     hhar = read_recordings(AUTO, DATASETS / "hhar" / "sample").recordings
     assert hhar and all({"acc", "gyro"} <= set(r.streams) for r in hhar)
     ts = read_recordings(AUTO, BASICMOTIONS, ReadOptions(sample_rate_hz=10.0)).recordings

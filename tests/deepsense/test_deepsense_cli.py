@@ -69,10 +69,12 @@ REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 def test_prepare_hhar_sample_and_basicmotions(tmp_path, capsys):
-    assert main(["prepare", "--source", "hhar", "--input", str(REPO / "datasets/hhar/sample"),
+    # --source auto (the default): a folder is read as HHAR, and recorded as such.
+    assert main(["prepare", "--input", str(REPO / "datasets/hhar/sample"),
                  "--out", str(tmp_path / "hhar")]) == 0
     hhar = json.loads((tmp_path / "hhar" / "dataset.json").read_text())
     assert hhar["n_windows"] >= 1 and hhar["activity_names"] == list(HHAR_LABELS)
+    assert hhar["info"]["source"] == "hhar"
     bm = REPO / "datasets/basicmotions"
     assert main(["prepare", "--source", "ts", "--input", str(bm / "BasicMotions_TRAIN.ts"),
                  "--test-input", str(bm / "BasicMotions_TEST.ts"), "--sample-rate-hz", "10",
