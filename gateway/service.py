@@ -23,6 +23,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -95,6 +96,8 @@ class Gateway:
         self._last_status_s = 0.0
         self._last_idle_check_s = 0.0
         self._log_budget: dict[str, tuple[float, int]] = {}
+        #: Called by the worker with each prediction's `latency_ms`, in seconds (metrics).
+        self.on_latency: Callable[[float], None] | None = None
         self.client = self._make_client()
 
     # ------------------------------------------------------------------ connection
@@ -307,6 +310,7 @@ class Gateway:
             now = time.monotonic()
             for ready, output, summary in zip(batch, outputs, summaries):
                 w = ready.window
+                latency_s = now - ready.received_s
                 payload = {"schema": SCHEMA, "device_id": w.device_id,
                            "window_id": f"{w.device_id}@{w.start_s:.3f}", "window_index": w.index,
                            "window_start_s": w.start_s, "window_end_s": w.end_s,
@@ -315,8 +319,10 @@ class Gateway:
                            "model": {"name": model.name, "version": model.version,
                                      "sha256": model.bundle_sha256},
                            "gateway_id": self.config.gateway_id,
-                           "latency_ms": round(1000 * (now - ready.received_s), 3)}
+                           "latency_ms": round(1000 * latency_s, 3)}
                 self.outbox.add(self.topics.prediction(w.device_id), encode_json(payload))
+                if self.on_latency is not None:
+                    self.on_latency(latency_s)
             self._count("predictions", len(batch))
 
     def _housekeeping(self) -> None:
@@ -354,6 +360,11 @@ class Gateway:
         self._last_status_s = time.monotonic()
         self.outbox.send(self.client, self.topics.status, self._status_payload(state), qos=1,
                          retain=True)
+
+    def counters_snapshot(self) -> dict[str, int]:
+        """A consistent copy of the counters, safe to read from any thread (metrics)."""
+        with self._counter_lock:
+            return dict(self.counters)
 
     def _count(self, name: str, n: int = 1) -> None:
         with self._counter_lock:
