@@ -1,12 +1,14 @@
-"""`deepsense serve` and `deepsense replay`: argument parsing and handlers (no TensorFlow).
+"""`deepsense serve`, `replay` and `dashboard`: argument parsing and handlers (no TensorFlow).
 
-`deepsense.cli.build_parser` calls `add_serve_parser` and `add_replay_parser`; handlers
+`deepsense.cli.build_parser` calls `add_serve_parser`, `add_replay_parser` and
+`add_dashboard_parser`; handlers
 return exit codes (0 ok; ConfigError -> 2 and ValueError/OSError -> 1 in `deepsense.cli`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import tempfile
@@ -14,7 +16,7 @@ import threading
 from pathlib import Path
 
 from deepsense.data.sources import add_source_arguments
-from deepsense.errors import ConfigError
+from deepsense.errors import ConfigError, require
 from gateway.config import DEFAULT_BROKER, PASSWORD_ENV, read_password
 from gateway.topics import DEFAULT_PREFIX
 
@@ -33,7 +35,28 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-devices", type=int)
     p.add_argument("--spool", help="SQLite file keeping unacknowledged predictions on disk")
     p.add_argument("--backend", choices=("numpy", "litert"), default="numpy")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics on http://0.0.0.0:PORT/metrics "
+                        "(needs the 'metrics' extra)")
+    p.add_argument("--dashboard", type=int, metavar="PORT",
+                   help="also serve the live dashboard on http://127.0.0.1:PORT/")
     p.set_defaults(handler=cmd_serve)
+
+
+def add_dashboard_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dashboard", help="live web page of the predictions, uncertainty and "
+                       "gateway health on a broker")
+    add_broker_arguments(p)
+    p.add_argument("--topic-prefix", default=DEFAULT_PREFIX)
+    p.add_argument("--port", type=int, default=8080, help="HTTP port (8080)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (127.0.0.1; the page has no login: use 0.0.0.0 "
+                        "only behind a proxy that authenticates)")
+    p.add_argument("--max-fps", type=float, default=4.0,
+                   help="frames per second sent to each browser at most (4)")
+    p.add_argument("--uncertain-below", type=float, default=0.6, metavar="P",
+                   help="mark windows whose max probability is below P (0.6)")
+    p.set_defaults(handler=cmd_dashboard)
 
 
 def add_replay_parser(sub: argparse._SubParsersAction) -> None:
@@ -83,6 +106,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                  "password_file": args.password_file, "qos_in": args.qos_in,
                  "max_devices": args.max_devices, "spool": args.spool}
     config = load_gateway_config(args.config, overrides)
+    if args.metrics_port is not None:
+        require("prometheus_client", "metrics")       # fail before connecting
     model = load_bundle(args.bundle, backend=args.backend)
     broker = None
     with tempfile.TemporaryDirectory(prefix="deepsense-broker-") as workdir:
@@ -91,25 +116,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
             config = load_gateway_config(args.config, {**overrides, "broker": broker.url})
             print(f"started {type(broker).__name__} on {broker.url}", flush=True)
         try:
-            return _serve(Gateway(config, model))
+            return _serve(Gateway(config, model), args.metrics_port, args.dashboard)
         finally:
             if broker is not None:
                 broker.stop()
 
 
-def _serve(gateway) -> int:
+def _serve(gateway, metrics_port: int | None = None, dashboard_port: int | None = None) -> int:
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        gateway.start()
-        topics, model = gateway.topics, gateway.model
-        print(f"serving {model.name} {model.version} ({model.bundle_sha256[:12]}) for "
-              f"{topics.raw_subscription} on {gateway.config.broker}; predictions on "
-              f"{topics.prediction('<device>')}, status on {topics.status}", flush=True)
-        stop.wait()
-        print("stopping: cutting the last windows and waiting for acknowledgements", flush=True)
-        delivered = gateway.stop()
+        with contextlib.ExitStack() as extras:
+            if metrics_port is not None:
+                from gateway.metrics import serve_metrics
+
+                url = extras.enter_context(serve_metrics(gateway, metrics_port))
+                print(f"metrics on {url}", flush=True)
+            if dashboard_port is not None:   # before the gateway: it sees the first status
+                dashboard = extras.enter_context(_dashboard_for(gateway.config, dashboard_port))
+                print(f"dashboard on {dashboard.url}", flush=True)
+            gateway.start()
+            topics, model = gateway.topics, gateway.model
+            print(f"serving {model.name} {model.version} ({model.bundle_sha256[:12]}) for "
+                  f"{topics.raw_subscription} on {gateway.config.broker}; predictions on "
+                  f"{topics.prediction('<device>')}, status on {topics.status}", flush=True)
+            stop.wait()
+            print("stopping: cutting the last windows and waiting for acknowledgements",
+                  flush=True)
+            delivered = gateway.stop()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -118,6 +153,41 @@ def _serve(gateway) -> int:
           f"{counters['predictions']} predictions, "
           f"{sum(v for k, v in counters.items() if k.startswith('refused_'))} refused; "
           f"{'all' if delivered else 'NOT all'} predictions acknowledged", flush=True)
+    return 0
+
+
+def _dashboard_for(config, port: int):
+    """A dashboard on the gateway's broker, credentials and topic prefix (not started)."""
+    from gateway.dashboard import Dashboard
+
+    return Dashboard(config.broker, config.topic_prefix, port, ca_file=config.ca_file,
+                     username=config.username,
+                     password=config.password() if config.username else None)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from gateway.dashboard import Dashboard
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    broker = args.broker or DEFAULT_BROKER
+    password = read_password(args.password_file) if args.username else None
+    try:
+        dashboard = Dashboard(broker, args.topic_prefix, args.port, host=args.host,
+                              ca_file=args.ca_file, username=args.username, password=password,
+                              max_fps=args.max_fps, uncertain_below=args.uncertain_below)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with dashboard:
+            print(f"dashboard of {args.topic_prefix}/# on {broker}: open {dashboard.url} "
+                  f"(Ctrl-C stops)", flush=True)
+            stop.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 
