@@ -52,10 +52,10 @@ def add_dashboard_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (127.0.0.1; the page has no login: use 0.0.0.0 "
                         "only behind a proxy that authenticates)")
-    p.add_argument("--max-fps", type=float, default=4.0,
-                   help="frames per second sent to each browser at most (4)")
-    p.add_argument("--uncertain-below", type=float, default=0.6, metavar="P",
-                   help="mark windows whose max probability is below P (0.6)")
+    p.add_argument("--max-fps", type=float,
+                   help="frames per second sent to each browser at most (default 10)")
+    p.add_argument("--uncertain-below", type=float, metavar="P",
+                   help="mark windows whose max probability is below P (default 0.6)")
     p.set_defaults(handler=cmd_dashboard)
 
 
@@ -172,9 +172,11 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     broker = args.broker or DEFAULT_BROKER
     password = read_password(args.password_file) if args.username else None
     try:
+        tuning = {k: v for k, v in (("max_fps", args.max_fps),
+                                    ("uncertain_below", args.uncertain_below)) if v is not None}
         dashboard = Dashboard(broker, args.topic_prefix, args.port, host=args.host,
                               ca_file=args.ca_file, username=args.username, password=password,
-                              max_fps=args.max_fps, uncertain_below=args.uncertain_below)
+                              **tuning)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     stop = threading.Event()

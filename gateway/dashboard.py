@@ -10,8 +10,9 @@ prediction and a short timeline (max_prob/entropy, or mean and 95% interval for 
 with uncertain windows and model changes marked; per gateway, its retained status. A
 stdlib `ThreadingHTTPServer` serves one page (plain HTML/JS/CSS from `gateway/static`, no
 CDN) and pushes changes with Server-Sent Events, coalesced: each browser gets at most
-`max_fps` frames per second, each holding only what changed since its previous frame, so
-200 devices publishing once a second cost 4 small frames a second, not 200 redraws.
+`max_fps` (10) frames per second, each holding only what changed since its previous frame,
+so 200 devices publishing once a second cost 10 small frames a second, not 200 messages;
+the page draws on requestAnimationFrame, only the cards on screen (BENCHMARKS.md).
 
 Needs nothing beyond the base install (NumPy is not even imported).
 """
@@ -44,7 +45,7 @@ UNCERTAIN_WIDTH_RATIO = 2.0
 #: Timeline points kept per device (about two minutes at one window a second).
 TIMELINE_POINTS = 120
 #: Frames per second each browser gets at most (updates in between are merged).
-MAX_FPS = 4.0
+MAX_FPS = 10.0
 #: An idle event stream sends a comment this often, so proxies keep it open.
 HEARTBEAT_S = 15.0
 #: Files the page needs: name -> content type. Nothing else is served.

@@ -65,7 +65,18 @@ const visibility = new IntersectionObserver((entries) => {
   for (const entry of entries) {
     const dev = entry.target.deviceRef;
     dev.visible = entry.isIntersecting;
-    if (dev.visible) dirty.add(dev);
+    if (dev.visible && dev.dirty) dirty.add(dev);
+  }
+});
+
+// Canvas sizes are cached here, never read while drawing: reading a size after changing
+// text forces a layout, and 50 forced layouts per frame are what freezes a page.
+const sizes = new ResizeObserver((entries) => {
+  for (const entry of entries) {
+    const dev = entry.target.parentElement.deviceRef;
+    dev.w = entry.contentRect.width;
+    dev.h = entry.contentRect.height;
+    dirty.add(dev);
   }
 });
 
@@ -79,7 +90,7 @@ function createDevice(id) {
   const canvas = el("canvas", "timeline");
   card.append(head, meta, bars, canvas);
   const dev = {id, card, meta, bars, canvas, label: $(".label", head), barEls: new Map(),
-               points: [], events: [], data: {}, visible: true, dirty: true};
+               points: [], events: [], data: {}, visible: true, dirty: true, w: 0, h: 0};
   card.deviceRef = dev;
   const list = $("#devices");
   $(".empty", list)?.remove();
@@ -87,6 +98,7 @@ function createDevice(id) {
   list.insertBefore(card, after === undefined ? null : devices.get(after).card);
   devices.set(id, dev);
   visibility.observe(card);
+  sizes.observe(canvas);
   return dev;
 }
 
@@ -121,7 +133,7 @@ function renderBars(dev, probs, label) {
       dev.bars.append(el("span", "name", name), track, bar.value);
       dev.barEls.set(name, bar);
     }
-    bar.fill.style.width = `${(100 * p).toFixed(1)}%`;
+    bar.fill.style.transform = `scaleX(${p.toFixed(3)})`;   // no layout, unlike width
     bar.fill.classList.toggle("top", name === label);
     bar.value.textContent = fmt(p);
   }
@@ -130,7 +142,7 @@ function renderBars(dev, probs, label) {
 // ------------------------------------------------------------------ timelines
 function drawTimeline(dev) {
   const c = dev.canvas;
-  const w = c.clientWidth, h = c.clientHeight, ratio = window.devicePixelRatio || 1;
+  const w = dev.w, h = dev.h, ratio = window.devicePixelRatio || 1;
   if (!w) return;
   if (c.width !== Math.round(w * ratio)) { c.width = Math.round(w * ratio); c.height = Math.round(h * ratio); }
   const g = c.getContext("2d");
@@ -227,7 +239,8 @@ function tick(ts) {
   stats.rafTicks++;
   if (dirty.size || gatewaysDirty) {
     const started = performance.now();
-    for (const dev of dirty) { if (dev.dirty || dev.visible) { renderDevice(dev); dev.dirty = false; } }
+    // Off-screen cards keep their dirty mark and are drawn when they scroll into view.
+    for (const dev of dirty) if (dev.visible) { renderDevice(dev); dev.dirty = false; }
     dirty.clear();
     if (gatewaysDirty) { renderGateways(); gatewaysDirty = false; }
     stats.renders++;
