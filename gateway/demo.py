@@ -26,6 +26,7 @@ from edge.runtime import load_bundle
 from gateway.broker import start_local_broker
 from gateway.client import connect_client
 from gateway.config import GatewayConfig
+from gateway.dashboard import Dashboard
 from gateway.replay import plan_messages, replay
 from gateway.service import Gateway
 from gateway.topics import Topics
@@ -33,7 +34,8 @@ from gateway.topics import Topics
 
 def run_live_demo(bundle: str | Path, recordings: Sequence[Recording], workdir: str | Path, *,
                   speed: float = 0.0, n_show: int = 8,
-                  print_fn: Callable[[str], None] = print) -> dict:
+                  print_fn: Callable[[str], None] = print,
+                  dashboard_port: int | None = None) -> dict:
     """Serve `bundle` over a local broker, replay `recordings` through it, compare with offline.
 
     Args:
@@ -42,6 +44,8 @@ def run_live_demo(bundle: str | Path, recordings: Sequence[Recording], workdir: 
         workdir: the broker's files.
         speed: replay speed (0: as fast as the broker takes it).
         n_show: how many live predictions to print as they arrive.
+        dashboard_port: also serve the live dashboard on this port, and keep it (and the
+            broker) open after the replay until Ctrl-C.
 
     Returns:
         ``n_windows``, ``n_predictions``, ``live_accuracy``, ``offline_accuracy``,
@@ -75,7 +79,11 @@ def run_live_demo(bundle: str | Path, recordings: Sequence[Recording], workdir: 
                          f"({p['latency_ms']:.1f} ms)")
             received[p["window_id"]] = p
 
+    dashboard = None
     try:
+        if dashboard_port is not None:
+            dashboard = Dashboard(broker.url, topics.prefix, dashboard_port).start()
+            print_fn(f"  dashboard: open {dashboard.url}")
         listener = connect_client(broker.url, "demo-listener")
         listener.on_message = on_message
         listener.subscribe(topics.prediction("+"), qos=1)
@@ -99,7 +107,16 @@ def run_live_demo(bundle: str | Path, recordings: Sequence[Recording], workdir: 
             time.sleep(0.05)
         listener.disconnect()
         listener.loop_stop()
+        if dashboard is not None:
+            print_fn(f"  {len(received)}/{len(expected)} windows predicted live; the dashboard "
+                     f"stays open on {dashboard.url} until Ctrl-C")
+            try:
+                threading.Event().wait()
+            except KeyboardInterrupt:
+                pass
     finally:
+        if dashboard is not None:
+            dashboard.stop()
         broker.stop()
     live = [p for wid, p in received.items() if wid in expected]
     latencies = [p["latency_ms"] for p in live]

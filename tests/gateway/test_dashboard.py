@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -161,3 +162,33 @@ def test_dashboard_shows_devices_labels_and_refusals(broker, bundle, prefix, col
         code = serve.stop()
     assert code == 0, serve.lines
     assert any("all predictions acknowledged" in line for line in serve.lines), serve.lines
+
+
+def test_demo_keeps_the_dashboard_open_until_ctrl_c(bundle, mosquitto_binary, tmp_path):
+    """`deepsense demo --dashboard PORT`: the page serves every replayed device until Ctrl-C."""
+    from deepsense.data.synthetic import SyntheticSpec, make_recording
+    from gateway.demo import run_live_demo
+
+    spec = SyntheticSpec(n_users=3, devices=("nexus4_1",), seconds_per_activity=8.0, seed=0)
+    recordings = [make_recording(spec, "b", "nexus4_1", a) for a in ("walk", "sit")]
+    lines: list[str] = []
+    port = free_port()
+    seen: dict = {}
+
+    def press_ctrl_c_once_open() -> None:
+        deadline = time.monotonic() + 60
+        while not any("until Ctrl-C" in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen.update(json.loads(urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/state", timeout=5).read()))
+        os.kill(os.getpid(), signal.SIGINT)            # what Ctrl-C sends
+
+    presser = threading.Thread(target=press_ctrl_c_once_open, daemon=True)
+    presser.start()
+    summary = run_live_demo(bundle, recordings, tmp_path / "live", n_show=0,
+                            print_fn=lines.append, dashboard_port=port)
+    presser.join(5)
+    assert sorted(d["device_id"] for d in seen["devices"]) == ["nexus4_1-sit", "nexus4_1-walk"]
+    assert sum(d["n"] for d in seen["devices"]) == summary["n_predictions"] > 0
+    with pytest.raises(OSError):                       # closed after Ctrl-C
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
