@@ -196,6 +196,7 @@ class DashboardState:
             self._errors_version = self._bump()
 
     def count_bad_message(self) -> None:
+        """A message that was not the JSON its topic promises (logged by the caller)."""
         with self._changed:
             self.n_bad_messages += 1
 
@@ -221,6 +222,7 @@ class DashboardState:
             return self._changed.wait_for(lambda: self.version > version, timeout_s)
 
     def wake_all(self) -> None:
+        """Wake every event stream waiting in `wait_newer` (on shutdown)."""
         with self._changed:
             self._changed.notify_all()
 
@@ -253,6 +255,7 @@ class Dashboard:
         self.client.reconnect_delay_set(1, 30)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_disconnect = lambda *_: self._connected.clear()
         self._connected = threading.Event()
         try:
             self.server = ThreadingHTTPServer((host, port), _handler_for(self))
@@ -264,11 +267,13 @@ class Dashboard:
 
     @property
     def url(self) -> str:
+        """The page's address (loopback when listening on every interface)."""
         host, port = self.server.server_address[:2]
         return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
 
     @property
     def connected(self) -> bool:
+        """Subscribed to the broker (what /healthz reports)."""
         return self._connected.is_set()
 
     def start(self) -> "Dashboard":
