@@ -13,6 +13,7 @@ the offline accuracy of the same bundle on the same windows.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from pathlib import Path
@@ -79,11 +80,8 @@ def run_live_demo(bundle: str | Path, recordings: Sequence[Recording], workdir: 
                          f"({p['latency_ms']:.1f} ms)")
             received[p["window_id"]] = p
 
-    dashboard = None
+    dashboard = _start_dashboard(broker, topics, dashboard_port, print_fn)
     try:
-        if dashboard_port is not None:
-            dashboard = Dashboard(broker.url, topics.prefix, dashboard_port).start()
-            print_fn(f"  dashboard: open {dashboard.url}")
         listener = connect_client(broker.url, "demo-listener")
         listener.on_message = on_message
         listener.subscribe(topics.prediction("+"), qos=1)
@@ -107,16 +105,8 @@ def run_live_demo(bundle: str | Path, recordings: Sequence[Recording], workdir: 
             time.sleep(0.05)
         listener.disconnect()
         listener.loop_stop()
-        if dashboard is not None:
-            print_fn(f"  {len(received)}/{len(expected)} windows predicted live; the dashboard "
-                     f"stays open on {dashboard.url} until Ctrl-C")
-            try:
-                threading.Event().wait()
-            except KeyboardInterrupt:
-                pass
     finally:
-        if dashboard is not None:
-            dashboard.stop()
+        _close_dashboard(dashboard, keep_open=sys.exc_info()[0] is None, print_fn=print_fn)
         broker.stop()
     live = [p for wid, p in received.items() if wid in expected]
     latencies = [p["latency_ms"] for p in live]
@@ -127,3 +117,33 @@ def run_live_demo(bundle: str | Path, recordings: Sequence[Recording], workdir: 
             "latency_ms_p50": float(np.percentile(latencies, 50)) if live else float("nan"),
             "latency_ms_p95": float(np.percentile(latencies, 95)) if live else float("nan"),
             "model_bytes": model.manifest.get("size_bytes"), "broker": type(broker).__name__}
+
+
+def _start_dashboard(broker, topics: Topics, port: int | None,
+                     print_fn: Callable[[str], None]) -> Dashboard | None:
+    """The dashboard of `run_live_demo` on `port` (None: no dashboard); stops `broker` if
+    the port cannot be had."""
+    if port is None:
+        return None
+    try:
+        dashboard = Dashboard(broker.url, topics.prefix, port).start()
+    except OSError:
+        broker.stop()
+        raise
+    print_fn(f"  dashboard: open {dashboard.url}")
+    return dashboard
+
+
+def _close_dashboard(dashboard: Dashboard | None, keep_open: bool,
+                     print_fn: Callable[[str], None]) -> None:
+    """After a clean run, keep the page (and the broker) up until Ctrl-C; then stop it."""
+    if dashboard is None:
+        return
+    try:
+        if keep_open:
+            print_fn(f"  the dashboard stays open on {dashboard.url} until Ctrl-C")
+            threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        dashboard.stop()

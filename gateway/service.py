@@ -76,6 +76,8 @@ class Gateway:
         self.model = model
         self.counters: Counter = Counter()
         self._counter_lock = threading.Lock()
+        #: Called by the worker with each prediction's `latency_ms`, in seconds (metrics).
+        self.on_latency: Callable[[float], None] | None = None
         self.devices: dict[str, DeviceStream] = {}
         self._last_seen: dict[str, float] = {}
         self.inbox: queue.Queue = queue.Queue(maxsize=config.queue_size)
@@ -96,8 +98,6 @@ class Gateway:
         self._last_status_s = 0.0
         self._last_idle_check_s = 0.0
         self._log_budget: dict[str, tuple[float, int]] = {}
-        #: Called by the worker with each prediction's `latency_ms`, in seconds (metrics).
-        self.on_latency: Callable[[float], None] | None = None
         self.client = self._make_client()
 
     # ------------------------------------------------------------------ connection
@@ -310,7 +310,6 @@ class Gateway:
             now = time.monotonic()
             for ready, output, summary in zip(batch, outputs, summaries):
                 w = ready.window
-                latency_s = now - ready.received_s
                 payload = {"schema": SCHEMA, "device_id": w.device_id,
                            "window_id": f"{w.device_id}@{w.start_s:.3f}", "window_index": w.index,
                            "window_start_s": w.start_s, "window_end_s": w.end_s,
@@ -319,11 +318,12 @@ class Gateway:
                            "model": {"name": model.name, "version": model.version,
                                      "sha256": model.bundle_sha256},
                            "gateway_id": self.config.gateway_id,
-                           "latency_ms": round(1000 * latency_s, 3)}
+                           "latency_ms": round(1000 * (now - ready.received_s), 3)}
                 self.outbox.add(self.topics.prediction(w.device_id), encode_json(payload))
-                if self.on_latency is not None:
-                    self.on_latency(latency_s)
             self._count("predictions", len(batch))
+            if self.on_latency is not None:
+                for ready in batch:
+                    self.on_latency(now - ready.received_s)
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
