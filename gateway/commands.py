@@ -1,8 +1,8 @@
 """`deepsense serve`, `replay` and `dashboard`: argument parsing and handlers (no TensorFlow).
 
 `deepsense.cli.build_parser` calls `add_serve_parser`, `add_replay_parser` and
-`add_dashboard_parser`; handlers
-return exit codes (0 ok; ConfigError -> 2 and ValueError/OSError -> 1 in `deepsense.cli`).
+`add_dashboard_parser`; handlers return exit codes (0 ok; ConfigError -> 2 and
+ValueError/OSError -> 1 in `deepsense.cli`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import signal
 import tempfile
 import threading
 from pathlib import Path
+from typing import Iterator
 
 from deepsense.data.sources import add_source_arguments
 from deepsense.errors import ConfigError, require
@@ -116,35 +117,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
             config = load_gateway_config(args.config, {**overrides, "broker": broker.url})
             print(f"started {type(broker).__name__} on {broker.url}", flush=True)
         try:
-            return _serve(Gateway(config, model), args.metrics_port, args.dashboard)
+            gateway = Gateway(config, model)
+            with _serve_extras(gateway, args.metrics_port, args.dashboard):
+                return _serve(gateway)
         finally:
             if broker is not None:
                 broker.stop()
 
 
-def _serve(gateway, metrics_port: int | None = None, dashboard_port: int | None = None) -> int:
+def _serve(gateway) -> int:
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with contextlib.ExitStack() as extras:
-            if metrics_port is not None:
-                from gateway.metrics import serve_metrics
-
-                url = extras.enter_context(serve_metrics(gateway, metrics_port))
-                print(f"metrics on {url}", flush=True)
-            if dashboard_port is not None:   # before the gateway: it sees the first status
-                dashboard = extras.enter_context(_dashboard_for(gateway.config, dashboard_port))
-                print(f"dashboard on {dashboard.url}", flush=True)
-            gateway.start()
-            topics, model = gateway.topics, gateway.model
-            print(f"serving {model.name} {model.version} ({model.bundle_sha256[:12]}) for "
-                  f"{topics.raw_subscription} on {gateway.config.broker}; predictions on "
-                  f"{topics.prediction('<device>')}, status on {topics.status}", flush=True)
-            stop.wait()
-            print("stopping: cutting the last windows and waiting for acknowledgements",
-                  flush=True)
-            delivered = gateway.stop()
+        gateway.start()
+        topics, model = gateway.topics, gateway.model
+        print(f"serving {model.name} {model.version} ({model.bundle_sha256[:12]}) for "
+              f"{topics.raw_subscription} on {gateway.config.broker}; predictions on "
+              f"{topics.prediction('<device>')}, status on {topics.status}", flush=True)
+        stop.wait()
+        print("stopping: cutting the last windows and waiting for acknowledgements", flush=True)
+        delivered = gateway.stop()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -154,6 +147,22 @@ def _serve(gateway, metrics_port: int | None = None, dashboard_port: int | None 
           f"{sum(v for k, v in counters.items() if k.startswith('refused_'))} refused; "
           f"{'all' if delivered else 'NOT all'} predictions acknowledged", flush=True)
     return 0
+
+
+@contextlib.contextmanager
+def _serve_extras(gateway, metrics_port: int | None, dashboard_port: int | None) -> Iterator[None]:
+    """`serve --metrics-port` and `--dashboard`: up before the gateway connects (the page
+    sees its first status), down after it stops."""
+    with contextlib.ExitStack() as extras:
+        if metrics_port is not None:
+            from gateway.metrics import serve_metrics
+
+            url = extras.enter_context(serve_metrics(gateway, metrics_port))
+            print(f"metrics on {url}", flush=True)
+        if dashboard_port is not None:
+            dashboard = extras.enter_context(_dashboard_for(gateway.config, dashboard_port))
+            print(f"dashboard on {dashboard.url}", flush=True)
+        yield
 
 
 def _dashboard_for(config, port: int):

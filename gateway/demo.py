@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -27,10 +27,12 @@ from edge.runtime import load_bundle
 from gateway.broker import start_local_broker
 from gateway.client import connect_client
 from gateway.config import GatewayConfig
-from gateway.dashboard import Dashboard
 from gateway.replay import plan_messages, replay
 from gateway.service import Gateway
 from gateway.topics import Topics
+
+if TYPE_CHECKING:
+    from gateway.dashboard import Dashboard
 
 
 def run_live_demo(bundle: str | Path, recordings: Sequence[Recording], workdir: str | Path, *,
@@ -120,11 +122,13 @@ def run_live_demo(bundle: str | Path, recordings: Sequence[Recording], workdir: 
 
 
 def _start_dashboard(broker, topics: Topics, port: int | None,
-                     print_fn: Callable[[str], None]) -> Dashboard | None:
+                     print_fn: Callable[[str], None]) -> "Dashboard | None":
     """The dashboard of `run_live_demo` on `port` (None: no dashboard); stops `broker` if
     the port cannot be had."""
     if port is None:
         return None
+    from gateway.dashboard import Dashboard
+
     try:
         dashboard = Dashboard(broker.url, topics.prefix, port).start()
     except OSError:
@@ -134,7 +138,7 @@ def _start_dashboard(broker, topics: Topics, port: int | None,
     return dashboard
 
 
-def _close_dashboard(dashboard: Dashboard | None, keep_open: bool,
+def _close_dashboard(dashboard: "Dashboard | None", keep_open: bool,
                      print_fn: Callable[[str], None]) -> None:
     """After a clean run, keep the page (and the broker) up until Ctrl-C; then stop it."""
     if dashboard is None:
