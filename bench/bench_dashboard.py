@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gateway.broker import Mosquitto                      # noqa: E402
-from gateway.client import connect_client                 # noqa: E402
+from gateway.client import make_client                    # noqa: E402
 from gateway.dashboard import Dashboard                   # noqa: E402
 from report import markdown_table, write_section          # noqa: E402
 
@@ -46,7 +46,9 @@ PREFIX = "bench/v1"
 def publish_predictions(url: str, n_devices: int, interval_s: float, seconds: float,
                         stop: threading.Event) -> int:
     """Publish one prediction per device per `interval_s`, spread evenly; return the count."""
-    client = connect_client(url, "bench-devices")
+    client, host, port = make_client(url, "bench-devices")
+    client.connect(host, port)
+    client.loop_start()
     rng = random.Random(0)
     started, n = time.monotonic(), 0
     try:

@@ -19,9 +19,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from paho.mqtt import publish
 
 from gateway.broker import free_port
-from gateway.client import connect_client
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -138,10 +138,8 @@ def test_dashboard_shows_devices_labels_and_refusals(broker, bundle, prefix, col
                    for k in range(N_DEVICES))
 
         # A refused payload shows in the gateway's counters (from its retained status).
-        client = connect_client(broker.url)
-        client.publish(f"{prefix}/phone-0/raw/acc", b"{not json", qos=1).wait_for_publish(5)
-        client.disconnect()
-        client.loop_stop()
+        publish.single(f"{prefix}/phone-0/raw/acc", b"{not json", qos=1,
+                       hostname=broker.host, port=broker.port)
         page.wait_for_selector('[data-gateway="gw1"] [data-reason="malformed_json"]',
                                timeout=10_000)
         assert page.text_content(

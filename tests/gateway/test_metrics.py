@@ -10,7 +10,7 @@ import pytest
 
 from deepsense.cli import main
 from edge.runtime import load_bundle
-from gateway.client import connect_client
+from gateway.client import make_client
 from gateway.config import GatewayConfig
 from gateway.replay import plan_messages, replay
 from gateway.service import Gateway
@@ -34,7 +34,9 @@ def test_metrics_scraped_during_a_replay(broker, bundle, held_out_recording, pre
 
     gateway = Gateway(GatewayConfig(broker=broker.url, topic_prefix=prefix, gateway_id="gw1"),
                       load_bundle(bundle))
-    client = connect_client(broker.url)
+    client, host, port = make_client(broker.url)
+    client.connect(host, port)
+    client.loop_start()
     messages = plan_messages([held_out_recording], Topics(prefix), device_id="phone1")
     with serve_metrics(gateway, 0, "127.0.0.1") as url:
         gateway.start()
