@@ -245,7 +245,8 @@ function tick(ts) {
     if (gatewaysDirty) { renderGateways(); gatewaysDirty = false; }
     stats.renders++;
     stats.renderMs.push(performance.now() - started);
-    $("#summary").textContent = `${devices.size} devices, ${gateways.size} gateways`;
+    const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+    $("#summary").textContent = `${plural(devices.size, "device")}, ${plural(gateways.size, "gateway")}`;
   }
   if (ts - lastScroll >= SCROLL_MS) {
     lastScroll = ts;
