@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-edge demo test broker bench clean
+.PHONY: setup setup-edge demo test broker browser bench clean
 
 setup: $(VENV)/.installed
 
@@ -22,7 +22,14 @@ broker:
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null; \
 	else echo "mosquitto not found: sudo apt-get install mosquitto (broker tests will be skipped)"; fi
 
-test: setup broker
+# The dashboard's browser test drives Debian's Chromium through Playwright (installed by
+# setup, from the dev extra); Playwright's own browser download is not used.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium not found: sudo apt-get install chromium (browser tests will be skipped)"; fi
+
+test: setup broker browser
 	$(PY) -m pytest --run-slow $(PYTEST_ARGS)
 
 clean:

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 from deepsense import __version__
 from deepsense.data.sources import add_source_arguments, read_options, read_recordings
 from deepsense.errors import ConfigError, DataFormatError, MissingExtraError, require
-from gateway.commands import add_replay_parser, add_serve_parser
+from gateway.commands import add_dashboard_parser, add_replay_parser, add_serve_parser
 
 
 class UsageError(Exception):
@@ -336,7 +336,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"{checks.get('numpy', {}).get('max_abs_diff', float('nan')):.1e}")
     print("[6/6] live: broker + gateway + replay of user 'a'; predictions as they arrive")
     held_out = [r for r in recordings if r.user == "a"]
-    live = run_live_demo(bundle, held_out, out / "broker")
+    live = run_live_demo(bundle, held_out, out / "broker", dashboard_port=args.dashboard,
+                         speed=10.0 if args.dashboard else 0.0)   # watchable: 10x real time
     print(f"      {live['n_predictions']}/{live['n_windows']} windows predicted live over "
           f"{live['broker']}; live accuracy {live['live_accuracy']:.4f} = offline "
           f"{live['offline_accuracy']:.4f} on the same windows; gateway latency p50 "
@@ -469,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_parser(sub)
     add_replay_parser(sub)
+    add_dashboard_parser(sub)
 
     p = sub.add_parser("demo", help="synthetic data -> train -> evaluate -> compress -> "
                        "export -> live MQTT serving, end to end")
@@ -482,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fine-tune-epochs", type=int, default=5)
     p.add_argument("--skip-edge", action="store_true",
                    help="stop after evaluation (no compression, export or live serving)")
+    p.add_argument("--dashboard", type=int, metavar="PORT",
+                   help="watch the live step on http://127.0.0.1:PORT/ (replayed at 10x; "
+                        "the page stays open until Ctrl-C)")
     p.add_argument("--keras-verbose", type=int, default=2, help=argparse.SUPPRESS)
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
     p.set_defaults(handler=cmd_demo)

@@ -1,20 +1,23 @@
-"""`deepsense serve` and `deepsense replay`: argument parsing and handlers (no TensorFlow).
+"""`deepsense serve`, `replay` and `dashboard`: argument parsing and handlers (no TensorFlow).
 
-`deepsense.cli.build_parser` calls `add_serve_parser` and `add_replay_parser`; handlers
-return exit codes (0 ok; ConfigError -> 2 and ValueError/OSError -> 1 in `deepsense.cli`).
+`deepsense.cli.build_parser` calls `add_serve_parser`, `add_replay_parser` and
+`add_dashboard_parser`; handlers return exit codes (0 ok; ConfigError -> 2 and
+ValueError/OSError -> 1 in `deepsense.cli`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import tempfile
 import threading
 from pathlib import Path
+from typing import Iterator
 
 from deepsense.data.sources import add_source_arguments
-from deepsense.errors import ConfigError
+from deepsense.errors import ConfigError, require
 from gateway.config import DEFAULT_BROKER, PASSWORD_ENV, read_password
 from gateway.topics import DEFAULT_PREFIX
 
@@ -33,7 +36,28 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-devices", type=int)
     p.add_argument("--spool", help="SQLite file keeping unacknowledged predictions on disk")
     p.add_argument("--backend", choices=("numpy", "litert"), default="numpy")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics on http://0.0.0.0:PORT/metrics "
+                        "(needs the 'metrics' extra)")
+    p.add_argument("--dashboard", type=int, metavar="PORT",
+                   help="also serve the live dashboard on http://127.0.0.1:PORT/")
     p.set_defaults(handler=cmd_serve)
+
+
+def add_dashboard_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dashboard", help="live web page of the predictions, uncertainty and "
+                       "gateway health on a broker")
+    add_broker_arguments(p)
+    p.add_argument("--topic-prefix", default=DEFAULT_PREFIX)
+    p.add_argument("--port", type=int, default=8080, help="HTTP port (8080)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (127.0.0.1; the page has no login: use 0.0.0.0 "
+                        "only behind a proxy that authenticates)")
+    p.add_argument("--max-fps", type=float,
+                   help="frames per second sent to each browser at most (default 10)")
+    p.add_argument("--uncertain-below", type=float, metavar="P",
+                   help="mark windows whose max probability is below P (default 0.6)")
+    p.set_defaults(handler=cmd_dashboard)
 
 
 def add_replay_parser(sub: argparse._SubParsersAction) -> None:
@@ -83,6 +107,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                  "password_file": args.password_file, "qos_in": args.qos_in,
                  "max_devices": args.max_devices, "spool": args.spool}
     config = load_gateway_config(args.config, overrides)
+    if args.metrics_port is not None:
+        require("prometheus_client", "metrics")       # fail before connecting
     model = load_bundle(args.bundle, backend=args.backend)
     broker = None
     with tempfile.TemporaryDirectory(prefix="deepsense-broker-") as workdir:
@@ -91,7 +117,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             config = load_gateway_config(args.config, {**overrides, "broker": broker.url})
             print(f"started {type(broker).__name__} on {broker.url}", flush=True)
         try:
-            return _serve(Gateway(config, model))
+            gateway = Gateway(config, model)
+            with _serve_extras(gateway, args.metrics_port, args.dashboard):
+                return _serve(gateway)
         finally:
             if broker is not None:
                 broker.stop()
@@ -119,6 +147,59 @@ def _serve(gateway) -> int:
           f"{counters['predictions']} predictions, "
           f"{sum(v for k, v in counters.items() if k.startswith('refused_'))} refused; "
           f"{'all' if delivered else 'NOT all'} predictions acknowledged", flush=True)
+    return 0
+
+
+@contextlib.contextmanager
+def _serve_extras(gateway, metrics_port: int | None, dashboard_port: int | None) -> Iterator[None]:
+    """`serve --metrics-port` and `--dashboard`: up before the gateway connects (the page
+    sees its first status), down after it stops."""
+    with contextlib.ExitStack() as extras:
+        if metrics_port is not None:
+            from gateway.metrics import serve_metrics
+
+            url = extras.enter_context(serve_metrics(gateway, metrics_port))
+            print(f"metrics on {url}", flush=True)
+        if dashboard_port is not None:
+            dashboard = extras.enter_context(_dashboard_for(gateway.config, dashboard_port))
+            print(f"dashboard on {dashboard.url}", flush=True)
+        yield
+
+
+def _dashboard_for(config, port: int):
+    """A dashboard on the gateway's broker, credentials and topic prefix (not started)."""
+    from gateway.dashboard import Dashboard
+
+    return Dashboard(config.broker, config.topic_prefix, port, ca_file=config.ca_file,
+                     username=config.username,
+                     password=config.password() if config.username else None)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from gateway.dashboard import Dashboard
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    broker = args.broker or DEFAULT_BROKER
+    password = read_password(args.password_file) if args.username else None
+    try:
+        tuning = {k: v for k, v in (("max_fps", args.max_fps),
+                                    ("uncertain_below", args.uncertain_below)) if v is not None}
+        dashboard = Dashboard(broker, args.topic_prefix, args.port, host=args.host,
+                              ca_file=args.ca_file, username=args.username, password=password,
+                              **tuning)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with dashboard:
+            print(f"dashboard of {args.topic_prefix}/# on {broker}: open {dashboard.url} "
+                  f"(Ctrl-C stops)", flush=True)
+            stop.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 

@@ -13,10 +13,11 @@ the offline accuracy of the same bundle on the same windows.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -31,10 +32,14 @@ from gateway.replay import plan_messages, replay
 from gateway.service import Gateway
 from gateway.topics import Topics
 
+if TYPE_CHECKING:
+    from gateway.dashboard import Dashboard
+
 
 def run_live_demo(bundle: str | Path, recordings: Sequence[Recording], workdir: str | Path, *,
                   speed: float = 0.0, n_show: int = 8,
-                  print_fn: Callable[[str], None] = print) -> dict:
+                  print_fn: Callable[[str], None] = print,
+                  dashboard_port: int | None = None) -> dict:
     """Serve `bundle` over a local broker, replay `recordings` through it, compare with offline.
 
     Args:
@@ -43,6 +48,8 @@ def run_live_demo(bundle: str | Path, recordings: Sequence[Recording], workdir: 
         workdir: the broker's files.
         speed: replay speed (0: as fast as the broker takes it).
         n_show: how many live predictions to print as they arrive.
+        dashboard_port: also serve the live dashboard on this port, and keep it (and the
+            broker) open after the replay until Ctrl-C.
 
     Returns:
         ``n_windows``, ``n_predictions``, ``live_accuracy``, ``offline_accuracy``,
@@ -78,6 +85,7 @@ def run_live_demo(bundle: str | Path, recordings: Sequence[Recording], workdir: 
                          f"({p['latency_ms']:.1f} ms)")
             received[p["window_id"]] = p
 
+    dashboard = _start_dashboard(broker, topics, dashboard_port, print_fn)
     try:
         config = GatewayConfig(broker=broker.url, topic_prefix=topics.prefix, gateway_id="demo")
         with connect_client(broker.url, "demo-listener") as listener:
@@ -96,6 +104,7 @@ def run_live_demo(bundle: str | Path, recordings: Sequence[Recording], workdir: 
             while len(received) < len(expected) and time.monotonic() < deadline:
                 time.sleep(0.05)
     finally:
+        _close_dashboard(dashboard, keep_open=sys.exc_info()[0] is None, print_fn=print_fn)
         broker.stop()
     live = [p for wid, p in received.items() if wid in expected]
     latencies = [p["latency_ms"] for p in live]
@@ -106,3 +115,35 @@ def run_live_demo(bundle: str | Path, recordings: Sequence[Recording], workdir: 
             "latency_ms_p50": float(np.percentile(latencies, 50)) if live else float("nan"),
             "latency_ms_p95": float(np.percentile(latencies, 95)) if live else float("nan"),
             "model_bytes": model.manifest.get("size_bytes"), "broker": type(broker).__name__}
+
+
+def _start_dashboard(broker, topics: Topics, port: int | None,
+                     print_fn: Callable[[str], None]) -> "Dashboard | None":
+    """The dashboard of `run_live_demo` on `port` (None: no dashboard); stops `broker` if
+    the port cannot be had."""
+    if port is None:
+        return None
+    from gateway.dashboard import Dashboard
+
+    try:
+        dashboard = Dashboard(broker.url, topics.prefix, port).start()
+    except OSError:
+        broker.stop()
+        raise
+    print_fn(f"  dashboard: open {dashboard.url}")
+    return dashboard
+
+
+def _close_dashboard(dashboard: "Dashboard | None", keep_open: bool,
+                     print_fn: Callable[[str], None]) -> None:
+    """After a clean run, keep the page (and the broker) up until Ctrl-C; then stop it."""
+    if dashboard is None:
+        return
+    try:
+        if keep_open:
+            print_fn(f"  the dashboard stays open on {dashboard.url} until Ctrl-C")
+            threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        dashboard.stop()

@@ -23,6 +23,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -79,6 +80,8 @@ class Gateway:
         self.model = model
         self.counters: Counter = Counter()
         self._counter_lock = threading.Lock()
+        #: Called by the worker with each prediction's `latency_ms`, in seconds (metrics).
+        self.on_latency: Callable[[float], None] | None = None
         self.devices: dict[str, DeviceStream] = {}
         self._last_seen: dict[str, float] = {}
         self.inbox: queue.Queue = queue.Queue(maxsize=config.queue_size)
@@ -326,6 +329,9 @@ class Gateway:
                                             1000 * (now - ready.received_s))
                 self.outbox.add(self.topics.prediction(ready.window.device_id), payload)
             self._count("predictions", len(batch))
+            if self.on_latency is not None:
+                for ready in batch:
+                    self.on_latency(now - ready.received_s)
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -360,6 +366,11 @@ class Gateway:
         self._last_status_s = time.monotonic()
         self.outbox.send(self.client, self.topics.status, self._status_payload(state), qos=1,
                          retain=True)
+
+    def counters_snapshot(self) -> dict[str, int]:
+        """A consistent copy of the counters, safe to read from any thread (metrics)."""
+        with self._counter_lock:
+            return dict(self.counters)
 
     def _count(self, name: str, n: int = 1) -> None:
         with self._counter_lock:
