@@ -93,6 +93,7 @@ def prepare_dataset(name: str, features: FeatureConfig, hapt_dir: Path | None, o
     """Prepare (once) and save the named dataset; returns its directory."""
     if (out / "dataset.json").exists():
         return out
+    from deepsense.data.augment import auto_augment_copies
     from deepsense.data.prepared import prepare_recordings, save_prepared
 
     if name.startswith("hapt-"):
@@ -115,7 +116,9 @@ def prepare_dataset(name: str, features: FeatureConfig, hapt_dir: Path | None, o
 
         recordings = make_recordings(SyntheticSpec(n_users=9, seconds_per_activity=60.0, seed=0))
         names = list(ACTIVITIES)
-    return save_prepared(prepare_recordings(recordings, features, activity_names=names), out)
+    copies = auto_augment_copies(recordings, features)  # as `deepsense prepare` does
+    return save_prepared(prepare_recordings(recordings, features, activity_names=names,
+                                            augment_copies=copies), out)
 
 
 def raw_signals(x: np.ndarray, features: FeatureConfig) -> np.ndarray:
