@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gateway.broker import Mosquitto                      # noqa: E402
 from gateway.client import make_client                    # noqa: E402
 from gateway.dashboard import Dashboard                   # noqa: E402
-from report import markdown_table, write_section          # noqa: E402
+from common import markdown_table, write_section          # noqa: E402
 
 CLASSES = ("bike", "sit", "stand", "walk", "stairsup", "stairsdown")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

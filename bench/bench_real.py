@@ -45,7 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import markdown_table, peak_rss_mib, write_section  # noqa: E402
+from common import markdown_table, peak_rss_mib, write_section  # noqa: E402
 
 from deepsense.data.features import FeatureConfig  # noqa: E402
 
@@ -188,20 +188,31 @@ def run_one(job: dict) -> dict:
 
 
 def _run_deepsense(ds, job: dict, test: np.ndarray) -> tuple[np.ndarray, float, int, dict]:
+    """Train (or, when an earlier run of this job finished training, reload) and predict.
+
+    A reloaded run keeps the training time it measured (run.json); its peak RSS is that
+    of the reloading process, so the row says ``reused``.
+    """
     from deepsense.config import load_config
+    from deepsense.run import MODEL_FILE, RUN_FILE, load_run
     from deepsense.train import fit
 
-    config = load_config(None, [f'train.task="{job["task"]}"', f'train.split="{job["split"]}"',
-                                f'train.seed={job["seed"]}', *job["overrides"]])
-    result = fit(ds, config, job["run_dir"], data_path=job["data"], verbose=2)
+    run_dir = Path(job["run_dir"])
+    reused = (run_dir / MODEL_FILE).exists() and (run_dir / RUN_FILE).exists()
+    if reused:
+        model, info = load_run(run_dir)
+    else:
+        config = load_config(None, [f'train.task="{job["task"]}"', f'train.split="{job["split"]}"',
+                                    f'train.seed={job["seed"]}', *job["overrides"]])
+        result = fit(ds, config, run_dir, data_path=job["data"], verbose=2)
+        model, info = result.model, result.info
     x_test = np.asarray(ds.x[test])
-    result.model.predict(x_test[:256], batch_size=256, verbose=0)   # trace outside the timing
+    model.predict(x_test[:256], batch_size=256, verbose=0)   # trace outside the timing
     started = time.perf_counter()
-    probs = result.model.predict(x_test, batch_size=256, verbose=0)
+    probs = model.predict(x_test, batch_size=256, verbose=0)
     infer_s = time.perf_counter() - started
-    info = result.info
-    return probs, info["train_seconds"], info["n_train_windows"], {
-        "infer_s": infer_s, "epochs": info["epochs_run"]}
+    return probs, info.train_seconds, info.n_train_windows, {
+        "infer_s": infer_s, "epochs": info.epochs_run, "reused": reused}
 
 
 def _make_peer(method: str, seed: int, jobs: int):
@@ -296,7 +307,8 @@ def table_rows(results: list[dict]) -> list[list[object]]:
                      _mean_std([r["macro_f1"] for r in runs], 4),
                      f"{np.mean([r['train_s'] for r in runs]):.1f}",
                      f"{np.mean([r['infer_ms_per_window'] for r in runs]):.3f}",
-                     f"{max(r['peak_rss_mib'] for r in runs):.0f}"])
+                     f"{max(r['peak_rss_mib'] for r in runs):.0f}"
+                     + (" (reloaded)" if any(r.get("reused") for r in runs) else "")])
     return rows
 
 
@@ -314,7 +326,10 @@ def notes(cases: list[str], overrides: list[str]) -> str:
              "- **DeepSense**: `deepsense.train.fit` with the library defaults of this commit"
              + (f" plus `{' '.join(overrides)}`" if overrides else "")
              + " on the FFT features; 10% of the training windows held out for early "
-             "stopping. Inference: `model.predict`, batch 256, over the test windows.",
+             "stopping. Inference: `model.predict`, batch 256, over the test windows. "
+             "\"(reloaded)\": a DeepSense run whose training had finished in an earlier, "
+             "interrupted benchmark run was reloaded; its train time is the one it measured, its "
+             "peak RSS that of the reloading process.",
              "- **MiniRocket**: aeon `MiniRocketClassifier` (10,000 kernels, ridge "
              "classifier) on the raw resampled signals of the same windows: the inverse FFT "
              "of each interval's features, i.e. the `n_points` = 10 interpolated samples per "
