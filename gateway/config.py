@@ -59,6 +59,10 @@ class GatewayConfig:
         shutdown_timeout_s: on SIGTERM, how long to wait for pending acknowledgements.
         updates_dir: where over-the-air bundles are stored (default: a temporary directory).
         max_bundle_bytes: larger over-the-air bundles are refused.
+        max_abs_t_s: timestamps beyond +-this many seconds are refused ("out_of_range").
+        max_abs_value: sensor values beyond +-this are refused ("out_of_range").
+        max_buffered_samples: most samples buffered per device and sensor; the oldest are
+            dropped beyond it ("buffer_full").
     """
 
     broker: str = DEFAULT_BROKER
@@ -87,6 +91,9 @@ class GatewayConfig:
     shutdown_timeout_s: float = 10.0
     updates_dir: str | None = None
     max_bundle_bytes: int = 64 * 1024 * 1024
+    max_abs_t_s: float = 1e10
+    max_abs_value: float = 1e6
+    max_buffered_samples: int = 200_000
 
     def __post_init__(self) -> None:
         try:
@@ -100,7 +107,8 @@ class GatewayConfig:
         for name in ("keepalive_s", "reconnect_min_s", "reconnect_max_s", "max_devices",
                      "max_payload_bytes", "max_batch_samples", "queue_size", "batch_windows",
                      "max_pending", "status_interval_s", "idle_flush_s", "max_jump_s",
-                     "shutdown_timeout_s", "max_bundle_bytes"):
+                     "shutdown_timeout_s", "max_bundle_bytes", "max_abs_t_s", "max_abs_value",
+                     "max_buffered_samples"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"gateway.{name} expected a positive number. "

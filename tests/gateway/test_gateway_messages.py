@@ -98,3 +98,16 @@ def test_topics_layout_and_parse():
         topics.parse_raw("sense/v1/d1/x/raw/acc")
     with pytest.raises(ValueError, match="topic prefix"):
         Topics("sense/+", "gw1")
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"t_s": 1.7e308, "x": 1, "y": 2, "z": 3}',
+    b'{"samples": [[0, 1, 2, 3], [-1.7e308, 1, 2, 3]]}',
+    b'{"t_s": 1.7e12, "x": 1, "y": 2, "z": 3}',                 # milliseconds, not seconds
+    b'{"t_s": 1, "x": 1e38, "y": 2, "z": 3}',
+    b'{"samples": [[0, 1, 2, 3], [1, 1, -1e38, 3]]}',
+])
+def test_parse_refuses_timestamps_and_values_out_of_range(payload):
+    with pytest.raises(PayloadError, match="sample ") as info:
+        parse_samples(payload)
+    assert info.value.reason == "out_of_range"
