@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -107,7 +108,11 @@ def _serve(gateway) -> int:
         print(f"serving {model.name} {model.version} ({model.bundle_sha256[:12]}) for "
               f"{topics.raw_subscription} on {gateway.config.broker}; predictions on "
               f"{topics.prediction('<device>')}, status on {topics.status}", flush=True)
-        stop.wait()
+        while not stop.wait(0.5) and not gateway.failed.is_set():
+            pass
+        if gateway.failed.is_set():
+            print(f"error: {gateway.failure}; stopping (exit 1: let the supervisor restart "
+                  "the gateway)", file=sys.stderr, flush=True)
         print("stopping: cutting the last windows and waiting for acknowledgements", flush=True)
         delivered = gateway.stop()
     finally:
@@ -118,7 +123,7 @@ def _serve(gateway) -> int:
           f"{counters['predictions']} predictions, "
           f"{sum(v for k, v in counters.items() if k.startswith('refused_'))} refused; "
           f"{'all' if delivered else 'NOT all'} predictions acknowledged", flush=True)
-    return 0
+    return 1 if gateway.failed.is_set() else 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
