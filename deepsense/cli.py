@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 from deepsense import __version__
 from deepsense.data.sources import ReadOptions, add_source_arguments, read_recordings
 from deepsense.errors import ConfigError, DataFormatError, MissingExtraError, require
-from gateway.commands import add_replay_parser, add_serve_parser
+from gateway.commands import add_replay_parser, add_serve_parser, add_signing_parsers
 
 
 class UsageError(Exception):
@@ -387,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_parser(sub)
     add_replay_parser(sub)
+    add_signing_parsers(sub)
 
     p = sub.add_parser("demo", help="synthetic data -> train -> evaluate -> compress -> "
                        "export -> live MQTT serving, end to end")

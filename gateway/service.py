@@ -31,6 +31,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -39,7 +40,8 @@ from edge.runtime import EdgeModel
 from gateway.client import make_client
 from gateway.config import GatewayConfig
 from gateway.messages import SCHEMA, PayloadError, encode_error, encode_json, parse_samples
-from gateway.ota import UpdateError, fetch_bundle, load_update, read_announcement
+from gateway.ota import (OtaPolicy, UpdateError, check_signature_policy, fetch_bundle,
+                         load_update, read_announcement)
 from gateway.outbox import Outbox
 from gateway.sanitize import clean
 from gateway.stream import DeviceStream, Window
@@ -80,10 +82,16 @@ class Gateway:
     Args:
         config: settings.
         model: the loaded bundle to serve.
+
+    Raises:
+        SignatureError: a trusted key file cannot be read.
+        MissingExtraError: trusted keys were given but `cryptography` is not installed.
+        SpoolError: the spool file cannot be used.
     """
 
     def __init__(self, config: GatewayConfig, model: EdgeModel):
         self.config = config
+        self.ota_policy = _ota_policy(config)
         self.topics = config.topics
         self.model = model
         self.counters: Counter = Counter()
@@ -513,35 +521,69 @@ class Gateway:
         threading.Thread(target=self._update_loop, name="gateway-update", daemon=True).start()
 
     def _update_loop(self) -> None:
-        while True:
+        """Update thread: the newest announcement, one at a time; `_updating` always reset."""
+        try:
+            while True:
+                with self._update_lock:
+                    payload, self._announcement = self._announcement, None
+                    if payload is None:
+                        return
+                self._apply_update(payload)
+        finally:
             with self._update_lock:
-                payload, self._announcement = self._announcement, None
-                if payload is None:
-                    self._updating = False
-                    return
-            self._apply_update(payload)
+                self._updating = False
+                pending = self._announcement is not None
+            if pending:                  # one arrived while this thread was ending
+                self._start_update(self._announcement)
 
     def _apply_update(self, payload: bytes) -> None:
+        """Fetch, verify and load one announced bundle; any failure refuses it (with a
+        code) and keeps the running model; a refused file is deleted."""
+        path = None
         try:
             announcement = read_announcement(payload)
             if announcement["sha256"] == self._announced_sha:
                 return                     # the same retained announcement, re-delivered
+            check_signature_policy(announcement, self.ota_policy)
             if self.config.updates_dir is None and self._updates_tmp is None:
                 self._updates_tmp = tempfile.TemporaryDirectory(prefix="deepsense-updates-")
             out_dir = self.config.updates_dir or self._updates_tmp.name
-            path = fetch_bundle(announcement, out_dir, self.config.max_bundle_bytes)
-            model = load_update(path, self.model)
+            path = fetch_bundle(announcement, out_dir, self.ota_policy)
+            signer = self._check_signature(path, announcement)
+            model = load_update(path, self.model, self.ota_policy)
             self._announced_sha = announcement["sha256"]
             with self._update_lock:
                 self._next_model = model
-            log.info("model update %s %s (%s) verified; swapping in", model.name, model.version,
-                     model.bundle_sha256[:12])
+            log.info("model update %s %s (%s) verified (%s); swapping in", clean(model.name, 60),
+                     clean(model.version, 30), model.bundle_sha256[:12], signer)
         except UpdateError as exc:
-            self._count("model_update_refused")
-            log.warning("model update refused: %s", exc)
-            self.outbox.send(self.client, self.topics.gateway_error,
-                             encode_error(None, self.topics.model, "model_update_refused",
-                                          str(exc)), qos=1)
+            self._refuse_update(exc.code, str(exc), path)
+        except Exception as exc:  # noqa: BLE001 - a crafted bundle must never jam OTA
+            self._refuse_update("internal_error", f"{type(exc).__name__}: {exc}", path)
+
+    def _check_signature(self, path, announcement: dict) -> str:
+        """Who signed the fetched zip ("key <id>"), or "unsigned, allowed by the operator"."""
+        signature = announcement.get("signature")
+        if signature is None:
+            log.warning("accepting an unsigned model update (--allow-unsigned-updates)")
+            return "unsigned, allowed by the operator"
+        from edge.signing import SignatureError, verify_bytes
+
+        try:
+            signer = verify_bytes(path.read_bytes(), signature, self.ota_policy.trusted_keys)
+        except SignatureError as exc:
+            raise UpdateError(f"bundle refused: {exc}", "bad_signature") from None
+        return f"signed by key {signer}"
+
+    def _refuse_update(self, code: str, message: str, path) -> None:
+        if path is not None:
+            path.unlink(missing_ok=True)
+        self._count("model_update_refused")
+        self._count(f"model_update_refused_{code}")
+        log.warning("model update refused (%s): %s", code, clean(message, 300))
+        self.outbox.send(self.client, self.topics.gateway_error,
+                         encode_error(None, self.topics.model, "model_update_refused",
+                                      clean(message, 300), code=code), qos=1)
 
     def _swap_model(self) -> None:
         with self._update_lock:
@@ -551,3 +593,21 @@ class Gateway:
             self.model = model
             self._count("model_updates")
             self.publish_status()
+
+
+def _ota_policy(config: GatewayConfig) -> OtaPolicy:
+    """The operator's OTA settings, with the trusted keys loaded (fails at start, not later).
+
+    Raises:
+        SignatureError: a key file cannot be read. MissingExtraError: no `cryptography`.
+    """
+    keys = ()
+    if config.trusted_keys:
+        from edge.signing import load_public_key
+
+        keys = tuple(load_public_key(path) for path in config.trusted_keys)
+    return OtaPolicy(trusted_keys=keys, allow_unsigned=config.allow_unsigned_updates,
+                     dirs=tuple(Path(d).resolve() for d in config.ota_dirs),
+                     hosts=config.ota_hosts, max_bytes=config.max_bundle_bytes,
+                     timeout_s=config.ota_timeout_s, max_batch=config.batch_windows,
+                     max_activation_bytes=config.max_activation_bytes)
