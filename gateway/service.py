@@ -339,6 +339,8 @@ class Gateway:
         except PayloadError as exc:
             self._refuse(device, topic, exc.reason, str(exc), payload=payload)
             return
+        self._count("messages_parsed")
+        self._count("samples_in", t_s.size)
         accepted = stream.add(sensor, t_s, values)
         self._last_seen[device] = time.monotonic()
         self._count("samples", accepted.n_kept)
