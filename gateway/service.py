@@ -37,7 +37,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 
 from edge.runtime import EdgeModel
-from gateway.client import make_client
+from gateway.client import diagnose_tls, make_client
 from gateway.config import GatewayConfig
 from gateway.messages import SCHEMA, PayloadError, encode_error, encode_json, parse_samples
 from gateway.ota import (OtaPolicy, UpdateError, check_signature_policy, fetch_bundle,
@@ -207,8 +207,14 @@ class Gateway:
                 raise GatewayConnectionError(f"broker {self._host}:{self._port} refused the "
                                              f"gateway: {reason}")
         if not self._connected.is_set():
-            log.warning("broker %s:%s not reachable yet; retrying in the background",
-                        self._host, self._port)
+            cause = (diagnose_tls(self._host, self._port, self.config.ca_file)
+                     if self.config.broker.startswith("mqtts://") else "")
+            if cause:
+                log.error("broker %s:%s: %s; retrying in the background", self._host,
+                          self._port, cause)
+            else:
+                log.warning("broker %s:%s not reachable yet; retrying in the background",
+                            self._host, self._port)
         else:
             self._subscribed.wait(connect_timeout_s)   # ready: sensor topics subscribed
         return self
@@ -582,7 +588,8 @@ class Gateway:
             path.unlink(missing_ok=True)
         self._count("model_update_refused")
         self._count(f"model_update_refused_{code}")
-        log.warning("model update refused (%s): %s", code, clean(message, 300))
+        if self._may_log("model_update_refused"):
+            log.warning("model update refused (%s): %s", code, clean(message, 300))
         self.outbox.send(self.client, self.topics.gateway_error,
                          encode_error(None, self.topics.model, "model_update_refused",
                                       clean(message, 300), code=code), qos=1)

@@ -303,3 +303,19 @@ def test_log_lines_never_carry_control_characters():
         "sense/v1/d1\\x0aFAKE 2026 INFO all good\\x1b[2J"
     assert clean(b"\xff\x00abc", 3) == "\ufffd\\x00a..."
     assert "\n" not in clean("\u2028" * 5)
+
+
+@pytest.mark.slow
+def test_ota_refusals_are_rate_limited_in_the_log(bundle, caplog):
+    # A flood of announcements must not flood the log (found by bench/bench_fuzz.py: the
+    # gateway's stderr filled up with refusals and blocked it).
+    gateway = Gateway(GatewayConfig(topic_prefix="flood"), load_bundle(bundle))
+    try:
+        for _ in range(25):
+            gateway._apply_update(b"not json")
+    finally:
+        gateway.client.loop_stop()
+        gateway.outbox.close()
+    lines = [r for r in caplog.records if "model update refused" in r.getMessage()]
+    assert len(lines) == 10
+    assert gateway.counters["model_update_refused_bad_announcement"] == 25
