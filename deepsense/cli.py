@@ -18,7 +18,8 @@ from typing import Callable, Sequence
 from deepsense import __version__
 from deepsense.data.sources import add_source_arguments, read_options, read_recordings
 from deepsense.errors import ConfigError, DataFormatError, MissingExtraError, require
-from gateway.commands import add_dashboard_parser, add_replay_parser, add_serve_parser
+from gateway.commands import (add_dashboard_parser, add_replay_parser, add_serve_parser,
+                               add_signing_parsers)
 
 
 class UsageError(Exception):
@@ -471,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(sub)
     add_replay_parser(sub)
     add_dashboard_parser(sub)
+    add_signing_parsers(sub)
 
     p = sub.add_parser("demo", help="synthetic data -> train -> evaluate -> compress -> "
                        "export -> live MQTT serving, end to end")

@@ -9,6 +9,14 @@ A bundle is a directory, or a .zip of one, holding::
 
 `read_bundle` refuses a bundle with an unknown schema version, a missing or extra file, a
 wrong checksum, or weights whose names or shapes differ from the manifest.
+
+Crafted bundles: nothing is decompressed or allocated before its size is checked. Zip
+entries are checked by their declared and actual sizes (`MAX_UNPACKED_BYTES`), the manifest's
+weight table by its total parameter count (`MAX_PARAMETERS`), each array's .npy header
+against the manifest before its data is read, and the graph by walking its shapes: every
+weight must fit the layer before it, strides are positive integers, and `graph_peak_floats`
+gives the largest intermediate a window needs, so a caller can bound a batch's memory before
+running it. Every such problem is a `BundleError` naming the bundle and the field.
 """
 
 from __future__ import annotations
@@ -32,6 +40,14 @@ WEIGHTS = "weights.npz"
 TFLITE = "model.tflite"
 #: Output layouts a bundle may declare (as run.json ``outputs.layout``).
 LAYOUTS = ("probabilities", "gaussian_mean_variance", "values")
+#: Most bytes all files of a bundle may take once unpacked (a DeepSense bundle is < 20 MB).
+MAX_UNPACKED_BYTES = 256 * 1024 * 1024
+#: Most files in a bundle zip.
+MAX_FILES = 16
+#: Most weights (float32 numbers) a bundle may declare (full DeepSense: ~0.3 M).
+MAX_PARAMETERS = 20_000_000
+#: Head activations the runtime knows.
+ACTIVATIONS = ("softmax", "gaussian", "linear")
 
 
 class BundleError(ValueError):
@@ -66,30 +82,64 @@ class Bundle:
         return FeatureConfig.from_dict(self.manifest["preprocessing"]["features"])
 
 
-def read_files(path: str | Path) -> dict[str, bytes]:
-    """The files of a bundle directory or .zip, by name (no subdirectories)."""
+def read_files(path: str | Path, max_bytes: int = MAX_UNPACKED_BYTES) -> dict[str, bytes]:
+    """The files of a bundle directory or .zip, by name (no subdirectories).
+
+    Args:
+        max_bytes: most bytes all files may take together, checked before reading (zip:
+            the declared sizes first, then the bytes actually decompressed).
+    """
     source = Path(path)
     if source.is_dir():
-        return {p.name: p.read_bytes() for p in sorted(source.iterdir()) if p.is_file()}
+        paths = [p for p in sorted(source.iterdir()) if p.is_file()]
+        _check_sizes(source, [(p.name, p.stat().st_size) for p in paths], max_bytes)
+        return {p.name: p.read_bytes() for p in paths}
     if not source.exists():
         raise BundleError(f"{source}: no such bundle (expected a directory or a .zip)")
     try:
         with zipfile.ZipFile(source) as archive:
-            names = [n for n in archive.namelist() if not n.endswith("/")]
-            return {Path(n).name: archive.read(n) for n in names}
-    except zipfile.BadZipFile as exc:
-        raise BundleError(f"{source}: not a bundle directory or a valid .zip ({exc})") from None
+            infos = [i for i in archive.infolist() if not i.is_dir()]
+            _check_sizes(source, [(i.filename, i.file_size) for i in infos], max_bytes)
+            files = {}
+            for info in infos:
+                with archive.open(info) as member:
+                    data = member.read(info.file_size + 1)
+                if len(data) != info.file_size:
+                    raise BundleError(f"{source}/{info.filename}: {len(data)} bytes unpacked, "
+                                      f"the zip declares {info.file_size}")
+                files[Path(info.filename).name] = data
+            return files
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError,
+            OSError, ValueError) as exc:
+        if isinstance(exc, BundleError):
+            raise
+        raise BundleError(f"{source}: not a bundle directory or a valid .zip "
+                          f"({type(exc).__name__}: {exc})") from None
 
 
-def read_bundle(path: str | Path) -> Bundle:
+def _check_sizes(source: Path, sizes: list[tuple[str, int]], max_bytes: int) -> None:
+    if len(sizes) > MAX_FILES:
+        raise BundleError(f"{source}: {len(sizes)} files; a bundle has at most {MAX_FILES}")
+    total = sum(size for _, size in sizes)
+    if total > max_bytes:
+        raise BundleError(f"{source}: files take {total} bytes unpacked; at most {max_bytes} "
+                          "allowed")
+
+
+def read_bundle(path: str | Path, max_bytes: int = MAX_UNPACKED_BYTES,
+                max_parameters: int = MAX_PARAMETERS) -> Bundle:
     """Read and verify a bundle.
+
+    Args:
+        max_bytes: most bytes its files may take unpacked.
+        max_parameters: most float32 weights its manifest may declare.
 
     Raises:
         BundleError: unknown schema, missing or unlisted files, checksum or size mismatch,
             weights that are not plain float32 arrays of the declared shapes.
     """
     source = Path(path)
-    files = read_files(source)
+    files = read_files(source, max_bytes)
     if MANIFEST not in files:
         raise BundleError(f"{source}: {MANIFEST} is missing; is this a bundle made by "
                           "`deepsense export`?")
@@ -97,7 +147,7 @@ def read_bundle(path: str | Path) -> Bundle:
         manifest = json.loads(files[MANIFEST])
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{source}/{MANIFEST}: not valid JSON ({exc})") from None
-    check_manifest(manifest, source)
+    check_manifest(manifest, source, max_parameters)
     listed = manifest["files"]
     present = set(files) - {MANIFEST}
     if missing := sorted(set(listed) - present):
@@ -114,8 +164,9 @@ def read_bundle(path: str | Path) -> Bundle:
                   sha256_bytes(files[MANIFEST]))
 
 
-def check_manifest(manifest: object, source: Path) -> None:
-    """The fields every reader relies on, with the values it understands."""
+def check_manifest(manifest: object, source: Path, max_parameters: int = MAX_PARAMETERS) -> None:
+    """The fields every reader relies on, with the values it understands, and the graph's
+    shapes (see `graph_peak_floats`)."""
     where = f"{source}/{MANIFEST}"
     if not isinstance(manifest, dict):
         raise BundleError(f"{where}: expected a JSON object")
@@ -145,14 +196,128 @@ def check_manifest(manifest: object, source: Path) -> None:
     if shape != [features.n_intervals, features.n_features]:
         raise BundleError(f"{where}: input.shape {shape} does not match the preprocessing "
                           f"({features.n_intervals} intervals x {features.n_features} features)")
+    for key in ("name", "version", "task"):
+        if not isinstance(manifest["model"].get(key), str):
+            raise BundleError(f"{where}: model.{key} expected a string. "
+                              f"Received: {manifest['model'].get(key)!r:.60}")
+    names = manifest["outputs"].get("names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise BundleError(f"{where}: outputs.names expected a non-empty list of strings")
+    n_parameters = 0
+    for name, dims in manifest["weights"].items():
+        if (not isinstance(dims, list) or len(dims) > 8
+                or not all(_is_int(d) and 0 <= d <= max_parameters for d in dims)):
+            raise BundleError(f"{where}: weights[{name!r}] expected a shape (a list of at most 8 "
+                              f"integers in [0, {max_parameters}])")
+        n_parameters += int(np.prod(dims, dtype=np.float64))
+    if n_parameters > max_parameters:
+        raise BundleError(f"{where}: weights declare {n_parameters} parameters; at most "
+                          f"{max_parameters} allowed")
+    graph_peak_floats(manifest, where)
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int
+
+
+def graph_peak_floats(manifest: dict, where: str = MANIFEST) -> int:
+    """Walk the graph's shapes; return the largest intermediate one window needs (floats).
+
+    Checks that every layer's weights are listed with shapes that fit the layer before it,
+    that strides are positive integers and kernels fit their inputs, so the runtime cannot
+    fail on a shape, and that the head's width matches ``outputs.names``.
+
+    Raises:
+        BundleError: naming the field of the graph that is wrong.
+    """
+    graph, shapes = manifest["graph"], manifest["weights"]
+    features = FeatureConfig.from_dict(manifest["preprocessing"]["features"])
+    n_steps, n_features = features.n_intervals, features.n_features
+
+    def fail(field: str, expected: str) -> BundleError:
+        return BundleError(f"{where}: graph.{field} expected {expected}")
+
+    def weight(name: object, part: str, ndim: int) -> list[int]:
+        dims = shapes.get(f"{name}.{part}") if isinstance(name, str) else None
+        if dims is None or len(dims) != ndim or not all(d > 0 for d in dims):
+            raise BundleError(f"{where}: weights[{name!r}.{part}] expected a listed "
+                              f"{ndim}-d shape of positive sizes")
+        return dims
+
+    sensors = graph.get("sensors")
+    if not isinstance(sensors, list) or not sensors:
+        raise fail("sensors", "a non-empty list")
+    peak, outs = n_steps * n_features, []
+    for i, sensor in enumerate(sensors):
+        if not isinstance(sensor, dict) or not isinstance(sensor.get("convs"), list):
+            raise fail(f"sensors[{i}]", "an object with 'convs' (a list)")
+        start, size = sensor.get("start"), sensor.get("size")
+        if not (_is_int(start) and _is_int(size) and start >= 0 and size >= 1
+                and start + size <= n_features):
+            raise fail(f"sensors[{i}].start/size", f"integers within the {n_features} features")
+        positions, channels = size, 1
+        for j, conv in enumerate(sensor["convs"]):
+            stride = conv.get("stride") if isinstance(conv, dict) else None
+            if not (_is_int(stride) and stride >= 1):
+                raise fail(f"sensors[{i}].convs[{j}].stride", "a positive integer")
+            k, c_in, c_out = weight(conv.get("name"), "kernel", 3)
+            if c_in != channels or k > positions or weight(conv["name"], "bias", 1) != [c_out]:
+                raise fail(f"sensors[{i}].convs[{j}]", f"a kernel (<= {positions}, {channels}, "
+                           "C) and a bias (C,)")
+            peak = max(peak, n_steps * ((positions - k) // stride + 1) * k * channels)
+            positions, channels = (positions - k) // stride + 1, c_out
+        outs.append((positions, channels))
+    if len(set(outs)) != 1:
+        raise fail("sensors", f"convs that end in the same shape. Received: {outs}")
+    (positions, channels), n_sensors = outs[0], len(sensors)
+    merges = graph.get("merge_convs")
+    if not isinstance(merges, list):
+        raise fail("merge_convs", "a list of names")
+    for name in merges:
+        kh, kw, c_in, c_out = weight(name, "kernel", 4)
+        if c_in != channels or weight(name, "bias", 1) != [c_out]:
+            raise fail(f"merge_convs[{name!r}]", f"a kernel (kh, kw, {channels}, C), bias (C,)")
+        peak = max(peak, n_steps * n_sensors * positions * kh * kw * channels)
+        channels = c_out
+    width = n_sensors * positions * channels
+    grus = graph.get("grus")
+    if not isinstance(grus, list):
+        raise fail("grus", "a list of names")
+    for name in grus:
+        f_in, gates = weight(name, "kernel", 2)
+        units = weight(name, "recurrent_kernel", 2)[0]
+        if (f_in != width or gates != 3 * units
+                or weight(name, "recurrent_kernel", 2) != [units, 3 * units]
+                or weight(name, "bias", 2) != [2, 3 * units]):
+            raise fail(f"grus[{name!r}]", f"kernel ({width}, 3u), recurrent_kernel (u, 3u), "
+                       "bias (2, 3u)")
+        peak = max(peak, n_steps * gates)
+        width = units
+    head = graph.get("head")
+    if not isinstance(head, dict) or head.get("activation") not in ACTIVATIONS:
+        raise fail("head", f"an object with 'activation' one of {ACTIVATIONS}")
+    f_in, n_out = weight(head.get("name"), "kernel", 2)
+    if f_in != width or weight(head["name"], "bias", 1) != [n_out]:
+        raise fail("head", f"a kernel ({width}, n) and a bias (n,)")
+    if head["activation"] == "gaussian":
+        low, high = head.get("min_variance"), head.get("max_variance")
+        if not all(type(v) in (int, float) and np.isfinite(v) for v in (low, high)) \
+                or not 0 <= low < high:
+            raise fail("head.min_variance/max_variance", "finite numbers, 0 <= min < max")
+    n_names = len(manifest["outputs"]["names"])
+    expected = 2 * n_names if manifest["outputs"]["layout"] == "gaussian_mean_variance" else n_names
+    if n_out != expected:
+        raise fail("head", f"{expected} outputs (outputs.names). Received: {n_out}")
+    return int(peak)
 
 
 def load_weights(data: bytes, shapes: Mapping[str, list[int]], where: str) -> dict[str, np.ndarray]:
     """float32 arrays from an .npz, checked against the manifest's name -> shape table."""
+    _check_npy_headers(data, shapes, where)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             weights = {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise BundleError(f"{where}: not a plain .npz of arrays ({exc})") from None
     if set(weights) != set(shapes):
         raise BundleError(f"{where}: weights {sorted(weights)} differ from the manifest's "
@@ -164,3 +329,33 @@ def load_weights(data: bytes, shapes: Mapping[str, list[int]], where: str) -> di
         if not np.all(np.isfinite(array)):
             raise BundleError(f"{where}: {name} holds NaN or Inf")
     return weights
+
+
+def _check_npy_headers(data: bytes, shapes: Mapping[str, list[int]], where: str) -> None:
+    """Each array's .npy header (dtype, shape) against the manifest, before any data is read:
+    a header declaring a shape of 2**40 must not allocate it."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as npz:
+            infos = npz.infolist()
+            if len(infos) > len(shapes) + 1:
+                raise BundleError(f"{where}: {len(infos)} arrays; the manifest lists "
+                                  f"{len(shapes)}")
+            for info in infos:
+                name = info.filename.removesuffix(".npy")
+                if name not in shapes:
+                    continue                  # reported below, with the names
+                with npz.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read(member)
+                if dtype != np.float32 or list(shape) != list(shapes[name]):
+                    raise BundleError(f"{where}: {name} expected float32 {list(shapes[name])}. "
+                                      f"Received: {dtype} {list(shape)}")
+                if info.file_size > 4 * int(np.prod(shape)) + 10_000:
+                    raise BundleError(f"{where}: {name} holds {info.file_size} bytes, more "
+                                      "than its shape needs")
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        if isinstance(exc, BundleError):
+            raise
+        raise BundleError(f"{where}: not a plain .npz of arrays ({exc})") from None

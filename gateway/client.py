@@ -7,6 +7,7 @@ given. The password comes from `gateway.config.read_password`; it is never logge
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
 from contextlib import contextmanager
@@ -82,3 +83,20 @@ def connect_client(broker: str, client_id: str = "", *, clean_session: bool = Tr
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def diagnose_tls(host: str, port: int, ca_file: str | None, timeout_s: float = 5.0) -> str:
+    """Why a TLS connection to `host`:`port` fails, in one line (paho's reconnect loop
+    swallows the reason): the certificate check (unknown issuer, expired, hostname or IP
+    mismatch), another TLS error, or the network. "" when the handshake succeeds."""
+    context = ssl.create_default_context(cafile=ca_file)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as raw, \
+                context.wrap_socket(raw, server_hostname=host):
+            return ""
+    except ssl.SSLCertVerificationError as exc:
+        return f"TLS certificate rejected: {exc.verify_message} (CA file: {ca_file or 'system'})"
+    except ssl.SSLError as exc:
+        return f"TLS handshake failed: {exc.reason or exc}"
+    except OSError as exc:
+        return f"cannot reach {host}:{port}: {exc.strerror or type(exc).__name__}"

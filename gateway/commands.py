@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import logging
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Iterator
 
 from deepsense.data.sources import add_source_arguments
 from deepsense.errors import ConfigError, require
-from gateway.config import DEFAULT_BROKER, PASSWORD_ENV, read_password
+from gateway.config import DEFAULT_BROKER, PASSWORD_ENV, check_plaintext, read_password
 from gateway.topics import DEFAULT_PREFIX
 
 
@@ -41,6 +42,16 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
                         "(needs the 'metrics' extra)")
     p.add_argument("--dashboard", type=int, metavar="PORT",
                    help="also serve the live dashboard on http://127.0.0.1:PORT/")
+    p.add_argument("--trusted-key", action="append", metavar="PUB",
+                   help="Ed25519 public key (PEM) whose signed bundles may replace the model "
+                        "over the air (repeatable; `deepsense keygen`, `deepsense sign`)")
+    p.add_argument("--allow-unsigned-updates", action="store_true", default=None,
+                   help="accept unsigned over-the-air bundles (anyone who may publish on the "
+                        "model topic then chooses the model)")
+    p.add_argument("--ota-dir", action="append", metavar="DIR",
+                   help="directory an announcement's path or file:// URL may name (repeatable)")
+    p.add_argument("--ota-host", action="append", metavar="HOST",
+                   help="host an announcement's https:// URL may name (repeatable)")
     p.set_defaults(handler=cmd_serve)
 
 
@@ -82,6 +93,43 @@ def add_replay_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_replay)
 
 
+def add_signing_parsers(sub: argparse._SubParsersAction) -> None:
+    """`deepsense keygen` and `deepsense sign`: who may replace a gateway's model."""
+    p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing bundles")
+    p.add_argument("--out", required=True, type=Path,
+                   help="private key file (mode 0600); the public key goes to OUT.pub")
+    p.set_defaults(handler=cmd_keygen)
+    p = sub.add_parser("sign", help="sign a bundle zip for over-the-air updates")
+    p.add_argument("--key", required=True, type=Path, help="private key from `deepsense keygen`")
+    p.add_argument("bundle", type=Path, help="bundle .zip (or its directory: DIR.zip is signed)")
+    p.set_defaults(handler=cmd_sign)
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from edge.signing import generate_key
+
+    public = generate_key(args.out)
+    print(f"private key {args.out} (keep it off the gateways); public key {public} "
+          f"(serve --trusted-key {public})")
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    """Write ``<zip>.sig`` and print the announcement fields (JSON) for the model topic."""
+    import hashlib
+    import json
+
+    from edge.signing import SIGNATURE_SUFFIX, sign_bytes
+
+    zip_path = args.bundle.with_suffix(".zip") if args.bundle.is_dir() else args.bundle
+    data = zip_path.read_bytes()
+    signature = sign_bytes(data, args.key)
+    zip_path.with_name(zip_path.name + SIGNATURE_SUFFIX).write_text(signature + "\n")
+    print(json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "signature": signature,
+                      "path": str(zip_path.resolve())}))
+    return 0
+
+
 def add_broker_arguments(p: argparse.ArgumentParser) -> None:
     """The broker and credential flags `serve` and `replay` share; None means the default
     (`DEFAULT_BROKER`; for `serve` the config file's value first)."""
@@ -92,6 +140,8 @@ def add_broker_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--username", help=f"broker user; password from --password-file or "
                    f"${PASSWORD_ENV}")
     p.add_argument("--password-file", help="file whose first line is the broker password")
+    p.add_argument("--allow-plaintext", action="store_true", default=None,
+                   help="allow --username or --ca-file with a plaintext mqtt:// broker")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -105,7 +155,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                  "client_id": args.client_id, "topic_prefix": args.topic_prefix,
                  "ca_file": args.ca_file, "username": args.username,
                  "password_file": args.password_file, "qos_in": args.qos_in,
-                 "max_devices": args.max_devices, "spool": args.spool}
+                 "max_devices": args.max_devices, "spool": args.spool,
+                 "trusted_keys": args.trusted_key, "ota_dirs": args.ota_dir,
+                 "ota_hosts": args.ota_host, "allow_unsigned_updates": args.allow_unsigned_updates,
+                 "allow_plaintext": args.allow_plaintext}
     config = load_gateway_config(args.config, overrides)
     if args.metrics_port is not None:
         require("prometheus_client", "metrics")       # fail before connecting
@@ -135,7 +188,11 @@ def _serve(gateway) -> int:
             print(f"serving {model.name} {model.version} ({model.bundle_sha256[:12]}) for "
                   f"{topics.raw_subscription} on {gateway.config.broker}; predictions on "
                   f"{topics.prediction('<device>')}, status on {topics.status}", flush=True)
-            stop.wait()
+            while not stop.wait(0.5) and not gateway.failed.is_set():
+                pass
+            if gateway.failed.is_set():
+                print(f"error: {gateway.failure}; stopping (exit 1: let the supervisor restart "
+                      "the gateway)", file=sys.stderr, flush=True)
             print("stopping: cutting the last windows and waiting for acknowledgements",
                   flush=True)
             delivered = gateway.stop()
@@ -147,7 +204,7 @@ def _serve(gateway) -> int:
           f"{counters['predictions']} predictions, "
           f"{sum(v for k, v in counters.items() if k.startswith('refused_'))} refused; "
           f"{'all' if delivered else 'NOT all'} predictions acknowledged", flush=True)
-    return 0
+    return 1 if gateway.failed.is_set() else 0
 
 
 @contextlib.contextmanager
@@ -212,6 +269,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.devices < 1:
         raise ConfigError(f"--devices expected >= 1. Received: {args.devices}")
     broker = args.broker or DEFAULT_BROKER
+    check_plaintext(broker, args.username, args.ca_file, bool(args.allow_plaintext))
     password = read_password(args.password_file) if args.username else None
     data = read_recordings(args.source, args.data,
                            read_options(args, synthetic=synthetic_stream(args.seconds)))

@@ -8,6 +8,7 @@ environment variable named by `password_env` at connect time, and never logged.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,20 @@ class GatewayConfig:
         shutdown_timeout_s: on SIGTERM, how long to wait for pending acknowledgements.
         updates_dir: where over-the-air bundles are stored (default: a temporary directory).
         max_bundle_bytes: larger over-the-air bundles are refused.
+        max_abs_t_s: timestamps beyond +-this many seconds are refused ("out_of_range").
+        max_abs_value: sensor values beyond +-this are refused ("out_of_range").
+        max_buffered_samples: most samples buffered per device and sensor; the oldest are
+            dropped beyond it ("buffer_full").
+        trusted_keys: Ed25519 public key files (PEM) whose signed bundles may replace the
+            model (`deepsense keygen`, `deepsense sign`).
+        allow_unsigned_updates: accept over-the-air bundles without a signature (opt-out:
+            then anyone who may publish on the model topic chooses the model).
+        ota_dirs: directories an announcement's `path` or ``file://`` URL may name.
+        ota_hosts: hosts an announcement's ``https://`` URL may name.
+        ota_timeout_s: total deadline of one bundle download.
+        max_activation_bytes: a bundle whose largest intermediate at `batch_windows` windows
+            takes more is refused.
+        allow_plaintext: allow credentials or a CA file with an ``mqtt://`` (not TLS) broker.
     """
 
     broker: str = DEFAULT_BROKER
@@ -90,20 +105,42 @@ class GatewayConfig:
     shutdown_timeout_s: float = 10.0
     updates_dir: str | None = None
     max_bundle_bytes: int = 64 * 1024 * 1024
+    max_abs_t_s: float = 1e10
+    max_abs_value: float = 1e6
+    max_buffered_samples: int = 200_000
+    trusted_keys: tuple[str, ...] = ()
+    allow_unsigned_updates: bool = False
+    ota_dirs: tuple[str, ...] = ()
+    ota_hosts: tuple[str, ...] = ()
+    ota_timeout_s: float = 60.0
+    max_activation_bytes: int = 256 * 1024 * 1024
+    allow_plaintext: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("trusted_keys", "ota_dirs", "ota_hosts"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"gateway.{name} expected a list of strings. "
+                                  f"Received: {value!r}")
+            object.__setattr__(self, name, tuple(value))
         try:
             parse_broker_url(self.broker)
             check_id(self.gateway_id, "gateway id")
             check_prefix(self.topic_prefix)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        check_plaintext(self.broker, self.username, self.ca_file, self.allow_plaintext)
+        for name in ("allow_unsigned_updates", "allow_plaintext"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"gateway.{name} expected true or false. "
+                                  f"Received: {getattr(self, name)!r}")
         if self.qos_in not in (0, 1):
             raise ConfigError(f"gateway.qos_in expected 0 or 1. Received: {self.qos_in!r}")
         for name in ("keepalive_s", "reconnect_min_s", "reconnect_max_s", "max_devices",
                      "max_payload_bytes", "max_batch_samples", "queue_size", "batch_windows",
                      "max_pending", "status_interval_s", "idle_flush_s", "max_jump_s",
-                     "shutdown_timeout_s", "max_bundle_bytes"):
+                     "shutdown_timeout_s", "max_bundle_bytes", "max_abs_t_s", "max_abs_value",
+                     "max_buffered_samples", "ota_timeout_s", "max_activation_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"gateway.{name} expected a positive number. "
@@ -136,6 +173,28 @@ def read_password(password_file: str | None, password_env: str = PASSWORD_ENV) -
             raise ConfigError(f"password file {password_file!r}: cannot read "
                               f"a password ({type(exc).__name__})") from None
     return os.environ.get(password_env) or None
+
+
+def check_plaintext(broker: str, username: str | None, ca_file: str | None,
+                    allow_plaintext: bool) -> None:
+    """Refuse credentials or a CA file over a plaintext ``mqtt://`` broker unless allowed:
+    the password would cross the network in clear, and a CA file says TLS was meant.
+    A loopback broker (127.0.0.0/8, ::1, localhost) is exempt: nothing leaves the machine.
+
+    Raises:
+        ConfigError: naming the broker and the way out.
+    """
+    tls, host, _ = parse_broker_url(broker)
+    if tls or allow_plaintext or not (username or ca_file) or host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(f"broker {broker} is plaintext (mqtt://) but a user name or a CA "
+                          "file was given: use mqtts:// (TLS), or --allow-plaintext on a "
+                          "network you trust")
 
 
 def parse_broker_url(url: str) -> tuple[bool, str, int]:

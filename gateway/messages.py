@@ -34,6 +34,11 @@ AXES = ("x", "y", "z")
 #: Default limits: bytes per message and samples per batch (10 s of 1 kHz).
 MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_BATCH_SAMPLES = 10_000
+#: Largest |timestamp| in seconds (1e10 s is year 2286 as a Unix time): larger values are
+#: milliseconds or garbage, and +-1e308 would overflow the window arithmetic.
+MAX_ABS_T_S = 1e10
+#: Largest |sensor value| (m/s^2, rad/s, ...): real IMUs stay under 1e4; 1e38 overflows float32.
+MAX_ABS_VALUE = 1e6
 
 
 class PayloadError(ValueError):
@@ -67,7 +72,8 @@ def _number(value: Any, field: str) -> float:
 
 
 def parse_samples(payload: bytes, n_axes: int = 3, *, max_bytes: int = MAX_PAYLOAD_BYTES,
-                  max_samples: int = MAX_BATCH_SAMPLES) -> tuple[np.ndarray, np.ndarray]:
+                  max_samples: int = MAX_BATCH_SAMPLES, max_abs_t_s: float = MAX_ABS_T_S,
+                  max_abs_value: float = MAX_ABS_VALUE) -> tuple[np.ndarray, np.ndarray]:
     """One sensor message -> samples in message order.
 
     Args:
@@ -75,13 +81,30 @@ def parse_samples(payload: bytes, n_axes: int = 3, *, max_bytes: int = MAX_PAYLO
         n_axes: values per sample (3: x, y, z).
         max_bytes: larger payloads are refused before parsing.
         max_samples: larger batches are refused.
+        max_abs_t_s: timestamps (seconds) beyond +-this are refused ("out_of_range").
+        max_abs_value: sensor values beyond +-this are refused ("out_of_range").
 
     Returns:
         t_s: (n,) float64 seconds; values: (n, n_axes) float64. Order is not checked here.
 
     Raises:
-        PayloadError: oversize, not JSON, wrong schema, missing or ill-typed field, NaN/Inf.
+        PayloadError: oversize, not JSON, wrong schema, missing or ill-typed field, NaN/Inf,
+            a timestamp or value out of range.
     """
+    t_s, values = _parse(payload, n_axes, max_bytes, max_samples)
+    if np.abs(t_s).max() > max_abs_t_s:
+        i = int(np.argmax(np.abs(t_s)))
+        raise PayloadError("out_of_range", f"sample {i}: t_s expected seconds within "
+                           f"+-{max_abs_t_s:g}. Received: {t_s[i]:.6g}")
+    if values.size and np.abs(values).max() > max_abs_value:
+        i = int(np.argmax(np.abs(values).max(axis=1)))
+        raise PayloadError("out_of_range", f"sample {i}: values expected within "
+                           f"+-{max_abs_value:g}. Received: {np.abs(values[i]).max():.6g}")
+    return t_s, values
+
+
+def _parse(payload: bytes, n_axes: int, max_bytes: int, max_samples: int
+           ) -> tuple[np.ndarray, np.ndarray]:
     if len(payload) > max_bytes:
         raise PayloadError("oversize", f"payload of {len(payload)} bytes; expected at most "
                            f"{max_bytes}")
@@ -187,7 +210,11 @@ def encode_status(state: str, gateway_id: str, model: EdgeModel, *, devices: int
 
 
 def encode_error(device_id: str | None, topic: str, reason: str, message: str,
-                 count: int = 1) -> bytes:
-    """The error-topic payload: which device, which topic, why, how many samples or messages."""
-    return encode_json({"schema": SCHEMA, "device_id": device_id, "topic": topic[:200],
-                        "reason": reason, "message": message[:300], "count": count})
+                 count: int = 1, code: str | None = None) -> bytes:
+    """The error-topic payload: which device, which topic, why, how many samples or messages;
+    `code` refines `reason` (e.g. reason "model_update_refused", code "unsigned")."""
+    data = {"schema": SCHEMA, "device_id": device_id, "topic": topic[:200], "reason": reason,
+            "message": message[:300], "count": count}
+    if code is not None:
+        data["code"] = code
+    return encode_json(data)

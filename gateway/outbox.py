@@ -6,6 +6,12 @@ bounded by `max_pending` (the oldest waiting entry is dropped and counted beyond
 spool file (SQLite) the entries also survive a gateway restart and are sent again at start:
 a consumer may see a prediction twice and drops duplicates by window id.
 
+A failing spool (disk full, file removed, I/O error) never raises out of `add` or
+`on_publish` (paho's network thread): the error is counted in `n_spool_errors`, kept in
+`last_spool_error` for the gateway to report, and the entry is kept in memory only, so the
+prediction is still delivered while the gateway runs but would not survive a restart. A spool
+file that cannot be opened at start (corrupt, not SQLite) raises `SpoolError`.
+
 paho calls ``on_publish`` while holding its own lock, so this class never calls paho while
 holding its lock; an acknowledgement that arrives before `pump` has recorded the message id
 is remembered and matched right after.
@@ -20,6 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+
+
+class SpoolError(OSError):
+    """The spool file cannot be opened or read; the message names the file."""
 
 
 @dataclass
@@ -40,6 +50,9 @@ class Outbox:
         self.max_pending = max_pending
         self.n_dropped = 0
         self.n_acked = 0
+        self.n_spool_errors = 0
+        self.last_spool_error: sqlite3.Error | None = None
+        self.spool_failing = False        # the latest spool write failed
         self._entries: OrderedDict[int, _Entry] = OrderedDict()
         self._waiting: deque[int] = deque()
         self._mid_to_seq: dict[int, int | None] = {}
@@ -52,17 +65,40 @@ class Outbox:
             self._open_spool(Path(spool))
 
     def _open_spool(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS pending "
-                         "(seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL)")
-        for seq, topic, payload in self._db.execute("SELECT seq, topic, payload FROM pending "
-                                                    "ORDER BY seq"):
-            self._entries[seq] = _Entry(topic, bytes(payload))
-            self._waiting.append(seq)
-            self._seq = seq
+        """Open (or create) the spool and load what it keeps.
+
+        Raises:
+            SpoolError: the file is not a readable spool (corrupt, not SQLite, unreadable).
+        """
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY, "
+                             "topic TEXT NOT NULL, payload BLOB NOT NULL)")
+            rows = self._db.execute("SELECT seq, topic, payload FROM pending ORDER BY seq")
+            for seq, topic, payload in rows:
+                self._entries[seq] = _Entry(str(topic), bytes(payload))
+                self._waiting.append(seq)
+                self._seq = seq
+        except (sqlite3.Error, OSError, TypeError) as exc:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            raise SpoolError(f"spool {path}: cannot be used ({type(exc).__name__}: {exc}); "
+                             "move it away to start with an empty spool (its unsent "
+                             "predictions are then lost)") from None
+
+    def _spool(self, statement: str, parameters: tuple) -> None:
+        """Run one statement on the spool; a failure is counted, never raised."""
+        try:
+            self._db.execute(statement, parameters)
+            self.spool_failing = False
+        except sqlite3.Error as exc:
+            self.n_spool_errors += 1
+            self.last_spool_error = exc
+            self.spool_failing = True
 
     def __len__(self) -> int:
         with self._lock:
@@ -78,11 +114,10 @@ class Outbox:
                 self.n_dropped += 1          # everything kept is in flight: drop the newest
                 return
             self._seq += 1
+            if self._db is not None:     # before memory: a failure leaves nothing half-done
+                self._spool("INSERT INTO pending VALUES (?, ?, ?)", (self._seq, topic, payload))
             self._entries[self._seq] = _Entry(topic, payload)
             self._waiting.append(self._seq)
-            if self._db is not None:
-                self._db.execute("INSERT INTO pending VALUES (?, ?, ?)",
-                                 (self._seq, topic, payload))
 
     def pump(self, client: mqtt.Client, connected: bool, limit: int = 1000) -> int:
         """Hand up to `limit` waiting entries to paho (QoS 1) if connected; return how many."""
@@ -134,8 +169,8 @@ class Outbox:
 
     def _forget(self, seq: int) -> None:
         del self._entries[seq]
-        if self._db is not None:
-            self._db.execute("DELETE FROM pending WHERE seq = ?", (seq,))
+        if self._db is not None:     # a failure leaves the row: sent again after a restart
+            self._spool("DELETE FROM pending WHERE seq = ?", (seq,))
 
     def wait_empty(self, timeout_s: float) -> bool:
         """Block until every entry is acknowledged (True) or `timeout_s` passes (False)."""

@@ -12,6 +12,14 @@ Reliability: paho-mqtt 2.x VERSION2 callbacks, a stable client id with a persist
 subscriptions renewed in on_connect, reconnect with exponential backoff, a retained status
 with a last will ("offline"), and `stop()` (SIGTERM in `serve`) cutting the last windows and
 waiting for their acknowledgements before going offline.
+
+Supervision: one device's input can fail only that device's windows (they are checked one
+by one before batching, and a failing batch is retried window by window). Whatever else
+escapes the worker's handling of a message or a round, or a paho callback, is caught at the
+top, counted (``worker_error``, ``network_error``), logged with control characters escaped,
+published on the error topic, and turns the retained status to ``degraded`` for
+`_DEGRADED_HOLD_S`. After `_MAX_FAILED_ROUNDS` failed rounds in a row the worker gives up:
+`failed` is set, the status says ``offline`` and `serve` exits 1 for its supervisor.
 """
 
 from __future__ import annotations
@@ -24,17 +32,20 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
+from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
 
 from edge.runtime import EdgeModel
-from gateway.client import make_client
+from gateway.client import diagnose_tls, make_client
 from gateway.config import GatewayConfig
 from gateway.messages import (PayloadError, encode_error, encode_prediction, encode_status,
                               parse_samples)
-from gateway.ota import UpdateError, fetch_bundle, load_update, read_announcement
+from gateway.ota import (OtaPolicy, UpdateError, check_signature_policy, fetch_bundle,
+                         load_update, read_announcement)
 from gateway.outbox import Outbox
+from gateway.sanitize import clean
 from gateway.stream import DeviceStream, Window
 from gateway.topics import check_id
 
@@ -49,6 +60,10 @@ _FATAL_REFUSALS = ("Bad user name or password", "Not authorized", "Client identi
 _LOGS_PER_MINUTE = 10
 #: Messages the worker handles before it predicts and publishes what they completed.
 _MAX_MESSAGES_PER_ROUND = 200
+#: Failed worker rounds in a row after which the gateway gives up (exit 1, restart it).
+_MAX_FAILED_ROUNDS = 50
+#: Seconds the status stays "degraded" after the last fault.
+_DEGRADED_HOLD_S = 60.0
 
 
 class GatewayConnectionError(OSError):
@@ -72,10 +87,16 @@ class Gateway:
     Args:
         config: settings.
         model: the loaded bundle to serve.
+
+    Raises:
+        SignatureError: a trusted key file cannot be read.
+        MissingExtraError: trusted keys were given but `cryptography` is not installed.
+        SpoolError: the spool file cannot be used.
     """
 
     def __init__(self, config: GatewayConfig, model: EdgeModel):
         self.config = config
+        self.ota_policy = _ota_policy(config)
         self.topics = config.topics
         self.model = model
         self.counters: Counter = Counter()
@@ -103,6 +124,10 @@ class Gateway:
         self._last_idle_check_s = 0.0
         self._log_budget: dict[str, tuple[float, int]] = {}
         self._delivered: bool | None = None     # stop()'s result, once stopped
+        self._last_fault_s: float | None = None
+        self._spool_errors_reported = 0
+        self.failed = threading.Event()
+        self.failure: str | None = None
         self.client = self._make_client()
 
     # ------------------------------------------------------------------ connection
@@ -118,7 +143,7 @@ class Gateway:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        client.on_publish = self.outbox.on_publish
+        client.on_publish = self._on_publish
         return client
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -153,15 +178,24 @@ class Gateway:
                         self._host, self._port, reason_code)
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
-        """Network thread: never blocks, never parses."""
-        if message.topic == self.topics.model:
-            if message.payload:            # empty: a retained announcement being cleared
-                self._start_update(bytes(message.payload))
-            return
+        """Network thread: never blocks, never parses, never lets an exception kill paho."""
         try:
-            self.inbox.put_nowait((message.topic, bytes(message.payload), time.monotonic()))
-        except queue.Full:
-            self._count("queue_full")
+            if message.topic == self.topics.model:
+                if message.payload:            # empty: a retained announcement being cleared
+                    self._start_update(bytes(message.payload))
+                return
+            try:
+                self.inbox.put_nowait((message.topic, bytes(message.payload), time.monotonic()))
+            except queue.Full:
+                self._count("queue_full")
+        except Exception as exc:  # noqa: BLE001 - the network thread must survive; reported
+            self._fault("network_error", exc)
+
+    def _on_publish(self, client, userdata, mid: int, reason_code, properties) -> None:
+        try:
+            self.outbox.on_publish(client, userdata, mid, reason_code, properties)
+        except Exception as exc:  # noqa: BLE001 - the network thread must survive; reported
+            self._fault("network_error", exc)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, connect_timeout_s: float = 10.0) -> "Gateway":
@@ -181,8 +215,14 @@ class Gateway:
                 raise GatewayConnectionError(f"broker {self._host}:{self._port} refused the "
                                              f"gateway: {reason}")
         if not self._connected.is_set():
-            log.warning("broker %s:%s not reachable yet; retrying in the background",
-                        self._host, self._port)
+            cause = (diagnose_tls(self._host, self._port, self.config.ca_file)
+                     if self.config.broker.startswith("mqtts://") else "")
+            if cause:
+                log.error("broker %s:%s: %s; retrying in the background", self._host,
+                          self._port, cause)
+            else:
+                log.warning("broker %s:%s not reachable yet; retrying in the background",
+                            self._host, self._port)
         else:
             self._subscribed.wait(connect_timeout_s)   # ready: sensor topics subscribed
         return self
@@ -211,8 +251,11 @@ class Gateway:
             self._worker.join()
             self._worker = None
         if flush:
-            self._flush_devices(list(self.devices))
-            self._predict_ready()
+            try:
+                self._flush_devices(list(self.devices))
+                self._predict_ready()
+            except Exception as exc:  # noqa: BLE001 - a failing flush must not stop the stop
+                self._fault("worker_error", exc)
         deadline = time.monotonic() + self.config.shutdown_timeout_s
         while len(self.outbox) and time.monotonic() < deadline:
             self.outbox.pump(self.client, self.connected)
@@ -231,26 +274,62 @@ class Gateway:
 
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
+        """Worker thread: rounds until stopped; gives up after `_MAX_FAILED_ROUNDS` failures."""
+        failed_rounds = 0
         while not (self._stopping.is_set() and self.inbox.empty()):
             try:
-                item = self.inbox.get(timeout=0.05)
+                self._round()
+                failed_rounds = 0
+            except Exception as exc:  # noqa: BLE001 - counted, reported; see the docstring
+                failed_rounds += 1
+                self._fault("worker_error", exc)
+                if failed_rounds >= _MAX_FAILED_ROUNDS:
+                    self.failure = (f"worker gave up after {failed_rounds} failed rounds; "
+                                    f"last: {type(exc).__name__}: {clean(str(exc), 120)}")
+                    log.critical("%s", self.failure)
+                    self.failed.set()
+                    if self.connected:
+                        self.publish_status("offline")
+                    return
+
+    def _round(self) -> None:
+        """Take up to `_MAX_MESSAGES_PER_ROUND` messages, then predict, keep house, publish."""
+        try:
+            item = self.inbox.get(timeout=0.05)
+        except queue.Empty:
+            item = None
+        n = 0
+        while item is not None:
+            self._handle_safely(*item)
+            n += 1
+            # ~200 messages are ~20 ms of parsing: windows cut meanwhile wait no longer.
+            if n >= _MAX_MESSAGES_PER_ROUND or len(self._ready) >= self.config.batch_windows:
+                break
+            try:
+                item = self.inbox.get_nowait()
             except queue.Empty:
                 item = None
-            n = 0
-            while item is not None:
-                self._handle(*item)
-                n += 1
-                # ~200 messages are ~20 ms of parsing: windows cut meanwhile wait no longer.
-                if n >= _MAX_MESSAGES_PER_ROUND or len(self._ready) >= self.config.batch_windows:
-                    break
-                try:
-                    item = self.inbox.get_nowait()
-                except queue.Empty:
-                    item = None
-            self._swap_model()
-            self._predict_ready()
-            self._housekeeping()
-            self.outbox.pump(self.client, self.connected)
+        self._swap_model()
+        self._predict_ready()
+        self._housekeeping()
+        self.outbox.pump(self.client, self.connected)
+
+    def _handle_safely(self, topic: str, payload: bytes, received_s: float) -> None:
+        """`_handle`, with anything unforeseen charged to that message's device alone."""
+        try:
+            self._handle(topic, payload, received_s)
+        except Exception as exc:  # noqa: BLE001 - one message must not stop the others
+            device = self._device_of(topic)
+            if device is not None:               # its state may be inconsistent: start anew
+                self.devices.pop(device, None)
+                self._last_seen.pop(device, None)
+            self._fault("worker_error", exc, device=device, topic=topic)
+
+    def _device_of(self, topic: str) -> str | None:
+        try:
+            return check_id(self.topics.parse_raw(topic)[0])
+        except ValueError:
+            return None
 
     def _handle(self, topic: str, payload: bytes, received_s: float) -> None:
         self._count("messages")
@@ -273,26 +352,41 @@ class Gateway:
                              f"{self.config.max_devices}")
                 return
             stream = self.devices[device] = DeviceStream(
-                device, features, self.config.max_lag_s, self.config.max_jump_s)
+                device, features, self.config.max_lag_s, self.config.max_jump_s,
+                self.config.max_buffered_samples)
         try:
             t_s, values = parse_samples(payload, features.n_axes,
                                         max_bytes=self.config.max_payload_bytes,
-                                        max_samples=self.config.max_batch_samples)
+                                        max_samples=self.config.max_batch_samples,
+                                        max_abs_t_s=self.config.max_abs_t_s,
+                                        max_abs_value=self.config.max_abs_value)
         except PayloadError as exc:
             self._refuse(device, topic, exc.reason, str(exc), payload=payload)
             return
+        self._count("messages_parsed")
+        self._count("samples_in", t_s.size)
         accepted = stream.add(sensor, t_s, values)
         self._last_seen[device] = time.monotonic()
         self._count("samples", accepted.n_kept)
         for reason, count in accepted.refused.items():
             self._refuse(device, topic, reason, f"{count} sample(s) refused: {reason}", count)
+        for reason, count in accepted.dropped.items():
+            why = (f"no sample of {stream.missing_sensors} yet" if reason == "sensor_missing"
+                   else f"more than {self.config.max_buffered_samples} samples buffered")
+            self._refuse(device, topic, reason, f"{count} buffered sample(s) dropped: {why}",
+                         count)
+        if accepted.clock_reset:
+            self._refuse(device, topic, "clock_reset", "the device's clock moved by more than "
+                         f"max_jump_s={self.config.max_jump_s:g} s for a whole window; its "
+                         "stream restarted on the new clock")
         self._ready += [_Ready(w, received_s) for w in stream.ready_windows()]
 
     def _refuse(self, device: str | None, topic: str, reason: str, message: str,
                 count: int = 1, payload: bytes = b"") -> None:
         self._count(f"refused_{reason}", count)
         if self._may_log(reason):
-            log.warning("refused input on %.120s: %s: %s %.200r", topic, reason, message, payload)
+            log.warning("refused input on %s: %s: %s %s", clean(topic, 120), reason,
+                        clean(message, 300), clean(payload) if payload else "")
         error_topic = self.topics.device_error(device) if device else self.topics.gateway_error
         self.outbox.send(self.client, error_topic, encode_error(device, topic, reason, message,
                                                                 count))
@@ -313,27 +407,60 @@ class Gateway:
         while self._ready:
             batch, self._ready = (self._ready[:self.config.batch_windows],
                                   self._ready[self.config.batch_windows:])
-            model = self.model
-            x = np.stack([r.window.x for r in batch])
-            try:
-                outputs = model.predict(x)
-                summaries = model.summarize(outputs)
-            except ValueError as exc:
-                self._count("predict_failed", len(batch))
-                log.error("model failed on %d window(s): %s", len(batch), exc)
-                continue
-            now = time.monotonic()
-            for ready, output, summary in zip(batch, outputs, summaries):
-                payload = encode_prediction(ready.window, output, summary, model,
-                                            self.config.gateway_id,
-                                            1000 * (now - ready.received_s))
-                self.outbox.add(self.topics.prediction(ready.window.device_id), payload)
-            self._count("predictions", len(batch))
-            if self.on_latency is not None:
+            batch = [r for r in batch if self._window_ok(r.window)]
+            if batch:
+                self._predict_batch(batch)
+
+    def _window_ok(self, window: Window) -> bool:
+        """Finite features only: a bad window is refused for its own device, never batched."""
+        if np.isfinite(window.x).all():
+            return True
+        self._refuse(window.device_id, self.topics.prediction(window.device_id),
+                     "non_finite_window", f"window {window.index} holds NaN or Inf features "
+                     "(sensor values too large?)")
+        return False
+
+    def _predict_batch(self, batch: list[_Ready]) -> None:
+        """Predict `batch`; if it fails, retry window by window so only the culprit fails."""
+        model = self.model
+        try:
+            outputs = model.predict(np.stack([r.window.x for r in batch]))
+            finite = np.isfinite(outputs).all(axis=1)
+        except (ValueError, FloatingPointError) as exc:
+            if len(batch) > 1:
                 for ready in batch:
-                    self.on_latency(now - ready.received_s)
+                    self._predict_batch([ready])
+                return
+            outputs, finite = None, np.zeros(1, bool)
+            failure = clean(str(exc), 200)
+        else:
+            failure = "the model's outputs are NaN or Inf"
+        for ready in [r for r, ok in zip(batch, finite) if not ok]:
+            w = ready.window
+            self._count("predict_failed")
+            self._refuse(w.device_id, self.topics.prediction(w.device_id), "predict_failed",
+                         f"window {w.index}: {failure}")
+        if outputs is None or not finite.any():
+            return
+        kept = [r for r, ok in zip(batch, finite) if ok]
+        outputs = outputs[finite]
+        summaries = model.summarize(outputs)
+        now = time.monotonic()
+        for ready, output, summary in zip(kept, outputs, summaries):
+            payload = encode_prediction(ready.window, output, summary, model,
+                                        self.config.gateway_id, 1000 * (now - ready.received_s))
+            self.outbox.add(self.topics.prediction(ready.window.device_id), payload)
+        self._count("predictions", len(kept))
+        if self.on_latency is not None:
+            for ready in kept:
+                self.on_latency(now - ready.received_s)
 
     def _housekeeping(self) -> None:
+        n_spool_errors = self.outbox.n_spool_errors
+        if n_spool_errors > self._spool_errors_reported:
+            self._fault("spool_error", self.outbox.last_spool_error, topic=self.config.spool,
+                        count=n_spool_errors - self._spool_errors_reported)
+            self._spool_errors_reported = n_spool_errors
         now = time.monotonic()
         if now - self._last_idle_check_s >= 1.0:
             self._last_idle_check_s = now
@@ -353,6 +480,16 @@ class Gateway:
                 self._ready += [_Ready(w, now) for w in stream.ready_windows(flush=True)]
 
     # ------------------------------------------------------------------ status
+    @property
+    def state(self) -> str:
+        """"offline" once the worker gave up, "degraded" for a while after a fault (or while
+        the spool is failing), else "online"."""
+        if self.failed.is_set():
+            return "offline"
+        recent = (self._last_fault_s is not None
+                  and time.monotonic() - self._last_fault_s < _DEGRADED_HOLD_S)
+        return "degraded" if recent or self.outbox.spool_failing else "online"
+
     def _status_payload(self, state: str) -> bytes:
         with self._counter_lock:
             counters = dict(self.counters)
@@ -362,7 +499,9 @@ class Gateway:
                              predictions_dropped=self.outbox.n_dropped, counters=counters,
                              time_s=time.time())
 
-    def publish_status(self, state: str = "online") -> None:
+    def publish_status(self, state: str | None = None) -> None:
+        """Publish the retained status; `state` None means the current `state`."""
+        state = state or self.state
         self._last_status_s = time.monotonic()
         self.outbox.send(self.client, self.topics.status, self._status_payload(state), qos=1,
                          retain=True)
@@ -376,6 +515,25 @@ class Gateway:
         with self._counter_lock:
             self.counters[name] += n
 
+    def _fault(self, reason: str, exc: BaseException, device: str | None = None,
+               topic: str | None = None, code: str | None = None, count: int = 1) -> None:
+        """Something escaped a handler: count it, log it (sanitised, with the traceback at
+        debug level), publish it on the error topic and mark the gateway degraded."""
+        self._count(reason, count)
+        self._last_fault_s = time.monotonic()
+        text = f"{type(exc).__name__}: {clean(str(exc), 200)}"
+        if self._may_log(reason):
+            log.error("%s%s on %s: %s", reason, f" ({code})" if code else "",
+                      clean(topic or "-", 120), text)
+            log.debug("traceback", exc_info=exc)
+        error_topic = self.topics.device_error(device) if device else self.topics.gateway_error
+        try:
+            self.outbox.send(self.client, error_topic,
+                             encode_error(device, topic or "", reason, text, count, code), qos=1)
+        except Exception as send_exc:  # noqa: BLE001 - reporting must not raise again
+            self._count("report_failed")
+            log.error("cannot publish a %s report: %s", reason, type(send_exc).__name__)
+
     # ------------------------------------------------------------------ model updates
     def _start_update(self, payload: bytes) -> None:
         """Network thread: remember the newest announcement; one update thread handles them."""
@@ -387,35 +545,70 @@ class Gateway:
         threading.Thread(target=self._update_loop, name="gateway-update", daemon=True).start()
 
     def _update_loop(self) -> None:
-        while True:
+        """Update thread: the newest announcement, one at a time; `_updating` always reset."""
+        try:
+            while True:
+                with self._update_lock:
+                    payload, self._announcement = self._announcement, None
+                    if payload is None:
+                        return
+                self._apply_update(payload)
+        finally:
             with self._update_lock:
-                payload, self._announcement = self._announcement, None
-                if payload is None:
-                    self._updating = False
-                    return
-            self._apply_update(payload)
+                self._updating = False
+                pending = self._announcement is not None
+            if pending:                  # one arrived while this thread was ending
+                self._start_update(self._announcement)
 
     def _apply_update(self, payload: bytes) -> None:
+        """Fetch, verify and load one announced bundle; any failure refuses it (with a
+        code) and keeps the running model; a refused file is deleted."""
+        path = None
         try:
             announcement = read_announcement(payload)
             if announcement["sha256"] == self._announced_sha:
                 return                     # the same retained announcement, re-delivered
+            check_signature_policy(announcement, self.ota_policy)
             if self.config.updates_dir is None and self._updates_tmp is None:
                 self._updates_tmp = tempfile.TemporaryDirectory(prefix="deepsense-updates-")
             out_dir = self.config.updates_dir or self._updates_tmp.name
-            path = fetch_bundle(announcement, out_dir, self.config.max_bundle_bytes)
-            model = load_update(path, self.model)
+            path = fetch_bundle(announcement, out_dir, self.ota_policy)
+            signer = self._check_signature(path, announcement)
+            model = load_update(path, self.model, self.ota_policy)
             self._announced_sha = announcement["sha256"]
             with self._update_lock:
                 self._next_model = model
-            log.info("model update %s %s (%s) verified; swapping in", model.name, model.version,
-                     model.bundle_sha256[:12])
+            log.info("model update %s %s (%s) verified (%s); swapping in", clean(model.name, 60),
+                     clean(model.version, 30), model.bundle_sha256[:12], signer)
         except UpdateError as exc:
-            self._count("model_update_refused")
-            log.warning("model update refused: %s", exc)
-            self.outbox.send(self.client, self.topics.gateway_error,
-                             encode_error(None, self.topics.model, "model_update_refused",
-                                          str(exc)), qos=1)
+            self._refuse_update(exc.code, str(exc), path)
+        except Exception as exc:  # noqa: BLE001 - a crafted bundle must never jam OTA
+            self._refuse_update("internal_error", f"{type(exc).__name__}: {exc}", path)
+
+    def _check_signature(self, path, announcement: dict) -> str:
+        """Who signed the fetched zip ("key <id>"), or "unsigned, allowed by the operator"."""
+        signature = announcement.get("signature")
+        if signature is None:
+            log.warning("accepting an unsigned model update (--allow-unsigned-updates)")
+            return "unsigned, allowed by the operator"
+        from edge.signing import SignatureError, verify_bytes
+
+        try:
+            signer = verify_bytes(path.read_bytes(), signature, self.ota_policy.trusted_keys)
+        except SignatureError as exc:
+            raise UpdateError(f"bundle refused: {exc}", "bad_signature") from None
+        return f"signed by key {signer}"
+
+    def _refuse_update(self, code: str, message: str, path) -> None:
+        if path is not None:
+            path.unlink(missing_ok=True)
+        self._count("model_update_refused")
+        self._count(f"model_update_refused_{code}")
+        if self._may_log("model_update_refused"):
+            log.warning("model update refused (%s): %s", code, clean(message, 300))
+        self.outbox.send(self.client, self.topics.gateway_error,
+                         encode_error(None, self.topics.model, "model_update_refused",
+                                      clean(message, 300), code=code), qos=1)
 
     def _swap_model(self) -> None:
         with self._update_lock:
@@ -425,3 +618,21 @@ class Gateway:
             self.model = model
             self._count("model_updates")
             self.publish_status()
+
+
+def _ota_policy(config: GatewayConfig) -> OtaPolicy:
+    """The operator's OTA settings, with the trusted keys loaded (fails at start, not later).
+
+    Raises:
+        SignatureError: a key file cannot be read. MissingExtraError: no `cryptography`.
+    """
+    keys = ()
+    if config.trusted_keys:
+        from edge.signing import load_public_key
+
+        keys = tuple(load_public_key(path) for path in config.trusted_keys)
+    return OtaPolicy(trusted_keys=keys, allow_unsigned=config.allow_unsigned_updates,
+                     dirs=tuple(Path(d).resolve() for d in config.ota_dirs),
+                     hosts=config.ota_hosts, max_bytes=config.max_bundle_bytes,
+                     timeout_s=config.ota_timeout_s, max_batch=config.batch_windows,
+                     max_activation_bytes=config.max_activation_bytes)

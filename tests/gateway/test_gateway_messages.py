@@ -127,3 +127,16 @@ def test_prediction_and_status_payloads_carry_the_window_and_the_model():
                                       counters={"messages": 5}, time_s=1.5))
     assert status["state"] == "online" and status["model"]["task"] == "activity"
     assert status["counters"] == {"messages": 5} and status["schema"] == 1
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"t_s": 1.7e308, "x": 1, "y": 2, "z": 3}',
+    b'{"samples": [[0, 1, 2, 3], [-1.7e308, 1, 2, 3]]}',
+    b'{"t_s": 1.7e12, "x": 1, "y": 2, "z": 3}',                 # milliseconds, not seconds
+    b'{"t_s": 1, "x": 1e38, "y": 2, "z": 3}',
+    b'{"samples": [[0, 1, 2, 3], [1, 1, -1e38, 3]]}',
+])
+def test_parse_refuses_timestamps_and_values_out_of_range(payload):
+    with pytest.raises(PayloadError, match="sample ") as info:
+        parse_samples(payload)
+    assert info.value.reason == "out_of_range"

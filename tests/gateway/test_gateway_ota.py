@@ -15,7 +15,7 @@ from edge.runtime import load_bundle
 from gateway.client import connect_client
 from gateway.config import GatewayConfig
 from gateway.messages import encode_samples
-from gateway.ota import UpdateError, fetch_bundle, load_update, read_announcement
+from gateway.ota import OtaPolicy, UpdateError, fetch_bundle, load_update, read_announcement
 from gateway.service import Gateway
 
 
@@ -38,17 +38,19 @@ def test_ota_announcement_is_checked(payload, match):
 def test_ota_fetch_checks_sha256_and_size(tmp_path):
     data = b"PK\x03\x04 not really a zip"
     announcement = read_announcement(_announce(data))
-    assert fetch_bundle(announcement, tmp_path, 1000).read_bytes() == data
-    with pytest.raises(UpdateError, match="larger than 10 bytes"):
-        fetch_bundle(announcement, tmp_path, 10)
+    policy = OtaPolicy(max_bytes=1000, dirs=(tmp_path.resolve(),))
+    assert fetch_bundle(announcement, tmp_path, policy).read_bytes() == data
+    with pytest.raises(UpdateError, match="more than 10 bytes"):
+        fetch_bundle(announcement, tmp_path, OtaPolicy(max_bytes=10))
     wrong = {**announcement, "sha256": "0" * 64}
-    with pytest.raises(UpdateError, match="does not match the announced"):
-        fetch_bundle(wrong, tmp_path, 1000)
+    with pytest.raises(UpdateError, match="does not match the announced") as info:
+        fetch_bundle(wrong, tmp_path, policy)
+    assert announcement["sha256"] not in str(info.value)     # no hash of what was fetched
     source = tmp_path / "b.zip"
     source.write_bytes(data)
     by_path = read_announcement(json.dumps({"sha256": announcement["sha256"],
                                             "path": str(source)}).encode())
-    assert fetch_bundle(by_path, tmp_path / "out", 1000).read_bytes() == data
+    assert fetch_bundle(by_path, tmp_path / "out", policy).read_bytes() == data
 
 
 @pytest.mark.slow
@@ -71,7 +73,8 @@ def test_ota_load_update_refuses_corrupt_and_incompatible(bundle, tmp_path):
 def test_ota_update_swaps_model_and_keeps_old_on_bad_bundle(broker, bundle, bundle_v2, prefix,
                                                             collect):
     collector = collect(broker.url, f"{prefix}/#")
-    config = GatewayConfig(broker=broker.url, topic_prefix=prefix, gateway_id="gw1")
+    config = GatewayConfig(broker=broker.url, topic_prefix=prefix, gateway_id="gw1",
+                           allow_unsigned_updates=True)
     model_topic = f"{prefix}/gateway/gw1/model"
     with Gateway(config, load_bundle(bundle)) as gateway, connect_client(broker.url) as client:
         garbage = b"PK\x03\x04 corrupt"

@@ -111,3 +111,74 @@ def test_stream_fuzz_any_timestamps_never_break_it(messages):
     indices = [w.index for w in cut]
     assert indices == sorted(set(indices))
     assert all(np.all(np.isfinite(w.x)) and w.x.shape == (4, 120) for w in cut)
+
+
+def _ones(t: np.ndarray) -> np.ndarray:
+    return np.ones((t.size, 3))
+
+
+def test_stream_sensors_on_far_apart_clocks_are_refused_as_time_jump():
+    # Review finding: acc at 1.7e308 and gyro at -1.7e308 overflowed the window count.
+    config = FeatureConfig(n_intervals=4, min_valid_intervals=1)
+    stream = DeviceStream("d1", config, max_jump_s=10.0)
+    assert stream.add("acc", np.array([1e9]), _ones(np.zeros(1))).n_kept == 1
+    assert stream.add("gyro", np.array([-1e9]), _ones(np.zeros(1))).refused == {"time_jump": 1}
+    assert stream.origin_s is None
+    assert stream.ready_windows(flush=True) == []
+
+
+def test_stream_time_jump_checks_every_sample_of_a_batch():
+    # Review finding: only a batch's first sample was checked.
+    config = FeatureConfig(n_intervals=4, min_valid_intervals=1)
+    stream = DeviceStream("d1", config, max_jump_s=10.0)
+    t = np.arange(100) / 100
+    stream.add("acc", t, _ones(t))
+    stream.add("gyro", t, _ones(t))
+    batch = np.concatenate([[1.0, 1.01], 1e6 + np.arange(5) / 100])
+    result = stream.add("acc", batch, _ones(batch))
+    assert result.n_kept == 2 and result.refused == {"time_jump": 5}
+    first = DeviceStream("d2", config, max_jump_s=10.0)
+    assert first.add("acc", np.array([0.0, 1e6]), _ones(np.zeros(2))).refused == {"time_jump": 1}
+
+
+def test_stream_first_sample_at_zero_then_real_clock_restarts_the_stream():
+    # Review finding: a first sample at t=0 made every later sample a time_jump.
+    config = FeatureConfig(n_intervals=4, min_valid_intervals=1)          # 1 s windows
+    stream = DeviceStream("d1", config, max_jump_s=10.0)
+    stream.add("acc", np.array([0.0]), _ones(np.zeros(1)))
+    resets, refused = 0, 0
+    for start in 1.7e9 + np.arange(0, 5, 0.5):
+        t = start + np.arange(50) / 100
+        for sensor in ("acc", "gyro"):
+            result = stream.add(sensor, t, _ones(t))
+            resets += result.clock_reset
+            refused += sum(result.refused.values())
+    windows = stream.ready_windows(flush=True)
+    assert resets == 1
+    assert refused <= 2 * 100 + 50               # at most one window of each sensor refused
+    assert len(windows) >= 3
+    assert all(w.start_s >= 1.7e9 for w in windows)
+
+
+def test_stream_missing_sensor_bounds_the_buffer():
+    # Review finding: a gyro that never reports grew the buffer without bound.
+    config = FeatureConfig(n_intervals=4, min_valid_intervals=1)          # 1 s windows
+    stream = DeviceStream("d1", config, max_lag_s=1.0)
+    dropped = 0
+    for start in range(60):
+        t = start + np.arange(100) / 100
+        result = stream.add("acc", t, _ones(t))
+        assert result.n_kept == 100
+        dropped += result.dropped["sensor_missing"]
+    assert stream.n_buffered <= 2 * 100 + 100                 # max_lag + window (+1 message)
+    assert dropped == 6000 - stream.n_buffered
+    assert stream.missing_sensors == ["gyro"]
+
+
+def test_stream_bounds_the_buffer_in_samples():
+    config = FeatureConfig(n_intervals=4, min_valid_intervals=1)
+    stream = DeviceStream("d1", config, max_buffered=500)
+    t = np.arange(2000) * 1e-4                                # 10 kHz: 0.2 s
+    result = stream.add("acc", t, _ones(t))
+    assert result.dropped == {"buffer_full": 1500}
+    assert stream.n_buffered == 500
