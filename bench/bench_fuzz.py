@@ -62,13 +62,16 @@ def rss_mib(pid: int) -> float:
 
 
 class Collector:
-    """Keeps every message on a topic filter (predictions, status)."""
+    """Keeps every message on a topic filter (predictions, status); a persistent session,
+    subscribed again on every connect, so a broker restart loses nothing."""
 
     def __init__(self, url: str, topic: str, client_id: str):
         self.messages: list[tuple[str, bytes]] = []
         self.lock = threading.Lock()
-        self.client = connect_client(url, client_id)
+        self.client = connect_client(url, client_id, clean_session=False)
         self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.client.reconnect_delay_set(1, 2)
         self.client.subscribe(topic, qos=1)
 
     def _on_message(self, client, userdata, message) -> None:
