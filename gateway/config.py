@@ -50,6 +50,7 @@ class GatewayConfig:
         max_payload_bytes, max_batch_samples: larger messages are refused ("oversize").
         queue_size: messages waiting between the network thread and the worker; when full,
             new messages are dropped and counted ("queue_full") rather than blocking.
+        queue_bytes: payload bytes waiting there at most (the same: dropped, "queue_full").
         batch_windows: most windows per model call.
         max_pending: predictions kept until the broker acknowledges them; beyond this the
             oldest not yet sent is dropped and counted.
@@ -95,6 +96,7 @@ class GatewayConfig:
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
     max_batch_samples: int = MAX_BATCH_SAMPLES
     queue_size: int = 10_000
+    queue_bytes: int = 64 * 1024 * 1024
     batch_windows: int = 64
     max_pending: int = 100_000
     spool: str | None = None
@@ -137,7 +139,8 @@ class GatewayConfig:
         if self.qos_in not in (0, 1):
             raise ConfigError(f"gateway.qos_in expected 0 or 1. Received: {self.qos_in!r}")
         for name in ("keepalive_s", "reconnect_min_s", "reconnect_max_s", "max_devices",
-                     "max_payload_bytes", "max_batch_samples", "queue_size", "batch_windows",
+                     "max_payload_bytes", "max_batch_samples", "queue_size", "queue_bytes",
+                     "batch_windows",
                      "max_pending", "status_interval_s", "idle_flush_s", "max_jump_s",
                      "shutdown_timeout_s", "max_bundle_bytes", "max_abs_t_s", "max_abs_value",
                      "max_buffered_samples", "ota_timeout_s", "max_activation_bytes"):

@@ -106,6 +106,8 @@ class Gateway:
         self.devices: dict[str, DeviceStream] = {}
         self._last_seen: dict[str, float] = {}
         self.inbox: queue.Queue = queue.Queue(maxsize=config.queue_size)
+        self._inbox_bytes = 0                 # payload bytes waiting in `inbox`
+        self._inbox_lock = threading.Lock()
         self.outbox = Outbox(config.max_pending, config.spool)
         self._ready: list[_Ready] = []
         self._connected = threading.Event()
@@ -184,10 +186,17 @@ class Gateway:
                 if message.payload:            # empty: a retained announcement being cleared
                     self._start_update(bytes(message.payload))
                 return
-            try:
-                self.inbox.put_nowait((message.topic, bytes(message.payload), time.monotonic()))
-            except queue.Full:
-                self._count("queue_full")
+            payload = bytes(message.payload)
+            with self._inbox_lock:
+                if self._inbox_bytes + len(payload) > self.config.queue_bytes:
+                    self._count("queue_full")
+                    return
+                try:
+                    self.inbox.put_nowait((message.topic, payload, time.monotonic()))
+                except queue.Full:
+                    self._count("queue_full")
+                    return
+                self._inbox_bytes += len(payload)
         except Exception as exc:  # noqa: BLE001 - the network thread must survive; reported
             self._fault("network_error", exc)
 
@@ -300,6 +309,8 @@ class Gateway:
             item = None
         n = 0
         while item is not None:
+            with self._inbox_lock:
+                self._inbox_bytes -= len(item[1])
             self._handle_safely(*item)
             n += 1
             # ~200 messages are ~20 ms of parsing: windows cut meanwhile wait no longer.

@@ -198,3 +198,18 @@ def test_outbox_spool_failures_never_raise(tmp_path):
     outbox.on_publish(None, None, 7, None, None)
     assert len(outbox) == 0 and outbox.n_spool_errors == 2
     assert isinstance(outbox.last_spool_error, sqlite3.Error)
+
+
+def test_inbox_is_bounded_in_bytes_as_well_as_messages(bundle):
+    from types import SimpleNamespace
+
+    gateway = Gateway(GatewayConfig(topic_prefix="q", queue_bytes=1000), load_bundle(bundle))
+    try:
+        message = SimpleNamespace(topic="q/d1/raw/acc", payload=b"x" * 400)
+        for _ in range(5):
+            gateway._on_message(None, None, message)
+        assert gateway.inbox.qsize() == 2 and gateway.counters["queue_full"] == 3
+        assert gateway._inbox_bytes == 800
+    finally:
+        gateway.client.loop_stop()
+        gateway.outbox.close()

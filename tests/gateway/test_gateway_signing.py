@@ -5,7 +5,6 @@ findings 3, 4, 5 and the Low ones on bundles)."""
 from __future__ import annotations
 
 import base64
-import copy
 import hashlib
 import io
 import json
