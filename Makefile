@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-edge demo test broker bench clean
+.PHONY: setup setup-edge demo test broker i386-tools bench clean
 
 setup: $(VENV)/.installed
 
@@ -22,7 +22,14 @@ broker:
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null; \
 	else echo "mosquitto not found: sudo apt-get install mosquitto (broker tests will be skipped)"; fi
 
-test: setup broker
+# tests/export/test_i386.py builds an i386 Debian userland with debootstrap (root, once; cached
+# in /var/cache/deepsense-i386): install debootstrap if missing.
+i386-tools:
+	@if command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; \
+	else echo "debootstrap not found: sudo apt-get install debootstrap (the i386 test will be skipped)"; fi
+
+test: setup broker i386-tools
 	$(PY) -m pytest --run-slow $(PYTEST_ARGS)
 
 clean:
