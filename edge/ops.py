@@ -12,12 +12,8 @@ import numpy as np
 
 
 def interval_mask(x: np.ndarray) -> np.ndarray:
-    """(n, T, F) -> (n, T) bool: an interval is valid when any feature is non-zero."""
+    """(..., F) -> (...) bool: an interval is valid when any feature is non-zero."""
     return np.any(x != 0.0, axis=-1)
-
-
-def relu(x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, 0.0)
 
 
 @lru_cache(maxsize=64)
@@ -72,43 +68,84 @@ def conv_sensor_positions(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -
             @ kernel.reshape(kh * kw * c_in, c_out) + bias).reshape(n, t, s, p, c_out)
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)  # no overflow for large |x|
+def dense_matrix(layer, in_shape: tuple[int, ...], kernel: np.ndarray) -> np.ndarray:
+    """The linear map of a convolution as one (D_in, D_out) float32 matrix (bias excluded).
 
-
-def gru(x: np.ndarray, mask: np.ndarray, kernel: np.ndarray, recurrent_kernel: np.ndarray,
-        bias: np.ndarray) -> np.ndarray:
-    """Keras GRU (reset_after=True, gates z, r, h), returning every step's state.
+    Each interval's convolution is linear in the interval's flattened input, so applying
+    `layer` (`conv_positions` or `conv_sensor_positions`, any extra arguments bound) to the
+    D_in unit vectors gives its exact matrix: one matmul per layer at run time, no gathers
+    or padding, and no products with 'same' padding zeros.
 
     Args:
-        x: (n, T, F_in). mask: (n, T) bool; a masked step keeps the previous state.
-        kernel: (F_in, 3u). recurrent_kernel: (u, 3u). bias: (2, 3u), input and recurrent.
+        layer: f(x (n, 1, *in_shape), kernel, bias) -> (n, 1, *out_shape).
+        in_shape: one interval's input shape, e.g. (P, C_in) or (S, P, C_in).
 
     Returns:
-        (n, T, u) states (masked steps repeat the last valid state; the masked mean
-        ignores them).
+        (prod(in_shape), prod(out_shape)), rows and columns in row-major (C) order.
     """
-    n, steps, _ = x.shape
+    d_in = int(np.prod(in_shape))
+    basis = np.eye(d_in, dtype=np.float32).reshape(d_in, 1, *in_shape)
+    out = layer(basis, kernel, np.zeros(kernel.shape[-1], np.float32))
+    return np.ascontiguousarray(out.reshape(d_in, -1), dtype=np.float32)
+
+
+def gru_weights(kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Keras GRU weights rearranged for `gru`: (kernel, input bias, recurrent kernel,
+    recurrent candidate bias); the recurrent z and r biases join the input bias."""
     u = recurrent_kernel.shape[0]
-    inputs = x @ kernel + bias[0]  # (n, T, 3u), all steps at once
-    h = np.zeros((n, u), dtype=x.dtype)
-    states = np.empty((n, steps, u), dtype=x.dtype)
-    any_valid, all_valid = mask.any(axis=0).tolist(), mask.all(axis=0).tolist()
+    input_bias = bias[0].copy()
+    input_bias[:2 * u] += bias[1, :2 * u]
+    return (np.ascontiguousarray(kernel, np.float32), input_bias.astype(np.float32),
+            np.ascontiguousarray(recurrent_kernel, np.float32),
+            bias[1, 2 * u:].astype(np.float32))
+
+
+def gru(x: np.ndarray, mask: np.ndarray, kernel: np.ndarray, input_bias: np.ndarray,
+        recurrent_kernel: np.ndarray, candidate_bias: np.ndarray) -> np.ndarray:
+    """Keras GRU (reset_after=True, gates z, r, h), time-major, returning every step's state.
+
+    Args:
+        x: (T, n, F_in) time-major. mask: (T, n) bool; a masked step keeps the previous state.
+        kernel, input_bias, recurrent_kernel, candidate_bias: from `gru_weights`,
+            (F_in, 3u), (3u,), (u, 3u), (u,).
+
+    Returns:
+        (T, n, u) states (masked steps repeat the last valid state; the masked mean
+        ignores them). One matmul for all steps' inputs, then one per step.
+    """
+    steps, n, f_in = x.shape
+    u = recurrent_kernel.shape[0]
+    inputs = (x.reshape(steps * n, f_in) @ kernel + input_bias).reshape(steps, n, 3 * u)
+    h = np.zeros((n, u), dtype=np.float32)
+    states = np.empty((steps, n, u), dtype=np.float32)
+    any_valid, all_valid = mask.any(axis=1).tolist(), mask.all(axis=1).tolist()
     for t in range(steps):
         if any_valid[t]:  # a step no window has changes nothing
-            recurrent = h @ recurrent_kernel + bias[1]
-            gates = sigmoid(inputs[:, t, :2 * u] + recurrent[:, :2 * u])  # z and r at once
-            candidate = np.tanh(inputs[:, t, 2 * u:] + gates[:, u:] * recurrent[:, 2 * u:])
-            new = candidate + gates[:, :u] * (h - candidate)  # z h + (1 - z) candidate
-            h = new if all_valid[t] else np.where(mask[:, t, None], new, h)
-        states[:, t] = h
+            recurrent = h @ recurrent_kernel
+            step = inputs[t]
+            gates = step[:, :2 * u] + recurrent[:, :2 * u]  # z and r at once
+            np.tanh(np.multiply(gates, 0.5, out=gates), out=gates)
+            gates += 1.0
+            gates *= 0.5  # sigmoid: 0.5 (tanh(x / 2) + 1), no overflow for large |x|
+            candidate = recurrent[:, 2 * u:] + candidate_bias
+            candidate *= gates[:, u:]
+            candidate += step[:, 2 * u:]
+            np.tanh(candidate, out=candidate)
+            new = h - candidate
+            new *= gates[:, :u]
+            new += candidate  # z h + (1 - z) candidate
+            h = new if all_valid[t] else np.where(mask[t, :, None], new, h)
+        states[t] = h
     return states
 
 
 def masked_mean(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(n, T, u), (n, T) -> (n, u) mean over valid steps; zeros for a window with none."""
-    weights = mask[..., None].astype(x.dtype)
-    return (x * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
+    """(T, n, u), (T, n) -> (n, u) mean over valid steps (time-major); zeros for a window
+    with none."""
+    weights = mask.astype(x.dtype)
+    total = np.einsum("tnu,tn->nu", x, weights)
+    return total / np.maximum(weights.sum(axis=0), 1.0)[:, None]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
