@@ -90,54 +90,68 @@ def dense_matrix(layer, in_shape: tuple[int, ...], kernel: np.ndarray) -> np.nda
 
 
 def gru_weights(kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Keras GRU weights rearranged for `gru`: (kernel, input bias, recurrent kernel,
-    recurrent candidate bias); the recurrent z and r biases join the input bias."""
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keras GRU weights (kernel (F_in, 3u), recurrent (u, 3u), bias (2, 3u)) prepared for
+    `gru`: (kernel (F_in, 3u), input bias (3u,), recurrent kernel (u + 1, 3u)).
+
+    Folded in: the recurrent z and r biases into the input bias; the recurrent candidate
+    bias as the recurrent kernel's last row (the state carries a constant 1); and a factor
+    0.5 into every z, r and recurrent-candidate column, so that a step computes
+    sigmoid(a) = (tanh(a / 2) + 1) / 2 and r * (W h + b) with fewer operations.
+    """
     u = recurrent_kernel.shape[0]
-    input_bias = bias[0].copy()
+    kernel = kernel.astype(np.float32)  # a copy: scaled below
+    input_bias = bias[0].astype(np.float32)
     input_bias[:2 * u] += bias[1, :2 * u]
-    return (np.ascontiguousarray(kernel, np.float32), input_bias.astype(np.float32),
-            np.ascontiguousarray(recurrent_kernel, np.float32),
-            bias[1, 2 * u:].astype(np.float32))
+    kernel[:, :2 * u] *= 0.5
+    input_bias[:2 * u] *= 0.5
+    recurrent = np.zeros((u + 1, 3 * u), np.float32)
+    recurrent[:u] = recurrent_kernel
+    recurrent[u, 2 * u:] = bias[1, 2 * u:]
+    recurrent *= 0.5
+    return kernel, input_bias, recurrent
 
 
 def gru(x: np.ndarray, mask: np.ndarray, kernel: np.ndarray, input_bias: np.ndarray,
-        recurrent_kernel: np.ndarray, candidate_bias: np.ndarray) -> np.ndarray:
+        recurrent_kernel: np.ndarray) -> np.ndarray:
     """Keras GRU (reset_after=True, gates z, r, h), time-major, returning every step's state.
 
     Args:
         x: (T, n, F_in) time-major. mask: (T, n) bool; a masked step keeps the previous state.
-        kernel, input_bias, recurrent_kernel, candidate_bias: from `gru_weights`,
-            (F_in, 3u), (3u,), (u, 3u), (u,).
+        kernel, input_bias, recurrent_kernel: from `gru_weights`.
 
     Returns:
-        (T, n, u) states (masked steps repeat the last valid state; the masked mean
-        ignores them). One matmul for all steps' inputs, then one per step.
+        (T, n, u) states (a view; masked steps repeat the last valid state and the masked
+        mean ignores them). One matmul for all steps' inputs, then one per step.
     """
     steps, n, f_in = x.shape
-    u = recurrent_kernel.shape[0]
+    u = recurrent_kernel.shape[1] // 3
     inputs = (x.reshape(steps * n, f_in) @ kernel + input_bias).reshape(steps, n, 3 * u)
-    h = np.zeros((n, u), dtype=np.float32)
-    states = np.empty((steps, n, u), dtype=np.float32)
+    states = np.zeros((steps + 1, n, u + 1), np.float32)  # [h, 1]; states[0] is h_0 = 0
+    states[:, :, u] = 1.0
     any_valid, all_valid = mask.any(axis=1).tolist(), mask.all(axis=1).tolist()
     for t in range(steps):
-        if any_valid[t]:  # a step no window has changes nothing
-            recurrent = h @ recurrent_kernel
-            step = inputs[t]
-            gates = step[:, :2 * u] + recurrent[:, :2 * u]  # z and r at once
-            np.tanh(np.multiply(gates, 0.5, out=gates), out=gates)
-            gates += 1.0
-            gates *= 0.5  # sigmoid: 0.5 (tanh(x / 2) + 1), no overflow for large |x|
-            candidate = recurrent[:, 2 * u:] + candidate_bias
-            candidate *= gates[:, u:]
-            candidate += step[:, 2 * u:]
-            np.tanh(candidate, out=candidate)
-            new = h - candidate
-            new *= gates[:, :u]
-            new += candidate  # z h + (1 - z) candidate
-            h = new if all_valid[t] else np.where(mask[t, :, None], new, h)
-        states[t] = h
-    return states
+        h, new = states[t], states[t + 1, :, :u]
+        if not any_valid[t]:  # a step no window has changes nothing
+            new[...] = h[:, :u]
+            continue
+        step = inputs[t]
+        recurrent = h @ recurrent_kernel  # halved: [z, r, W_h h + b_h] / 2
+        gates = recurrent[:, :2 * u]
+        gates += step[:, :2 * u]
+        np.tanh(gates, out=gates)
+        gates += 1.0  # 2 sigmoid(z), 2 sigmoid(r)
+        candidate = recurrent[:, 2 * u:]
+        candidate *= gates[:, u:]  # r (W_h h + b_h)
+        candidate += step[:, 2 * u:]
+        np.tanh(candidate, out=candidate)
+        np.subtract(h[:, :u], candidate, out=new)
+        new *= gates[:, :u]
+        new *= 0.5
+        new += candidate  # z h + (1 - z) candidate
+        if not all_valid[t]:
+            np.copyto(new, h[:, :u], where=~mask[t, :, None])
+    return states[1:, :, :u]
 
 
 def masked_mean(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
