@@ -99,7 +99,10 @@ def root_env() -> dict[str, str]:
     """The environment of commands in the chroot: a clean PATH, the host's CA bundle for pip."""
     env = {"PATH": f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin", "HOME": "/root",
            "LANG": "C.UTF-8", "PIP_CERT": CA_BUNDLE, "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-           "PYTHONDONTWRITEBYTECODE": "1"}
+           "PYTHONDONTWRITEBYTECODE": "1",
+           # One BLAS thread: Debian's OpenBLAS otherwise starts a thread per host core,
+           # which on a pinned core only contend (and inflate CPU time and memory).
+           "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     env.update({k: v for k, v in os.environ.items()
                 if k.lower() in ("http_proxy", "https_proxy", "no_proxy")})
     return env
@@ -125,12 +128,22 @@ def popen_in_root(root: Path, argv: list[str], **popen) -> subprocess.Popen:
     return subprocess.Popen([find_sbin("chroot") or "chroot", str(root), *argv], env=root_env(), text=True, **popen)
 
 
-def install_project(root: Path, repo: Path) -> str:
+def install_project(root: Path, repo: Path, venv: str = VENV) -> str:
     """Copy the project into the root and ``pip install`` it into a venv over the OS NumPy.
+
+    Args:
+        venv: the venv's path inside the root (a benchmark and a test running at once each
+            use their own).
 
     Returns:
         the venv's python, as a path inside the root.
     """
+    with open(root.parent / f"{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one install at a time (tests and benchmarks)
+        return _install_project(root, repo, venv)
+
+
+def _install_project(root: Path, repo: Path, venv: str) -> str:
     for name in ("resolv.conf", "hosts"):  # pip reaches PyPI with the host's resolver
         shutil.copy2(f"/etc/{name}", root / "etc" / name)
     ca = next((p for p in HOST_CA if os.path.exists(p)), None)
@@ -146,9 +159,9 @@ def install_project(root: Path, repo: Path) -> str:
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
             shutil.copy2(repo / name, source / name)
-    python = f"{VENV}/bin/python"
+    python = f"{venv}/bin/python"
     if not (root / python.lstrip("/")).exists():
-        run_in_root(root, ["/usr/bin/python3", "-m", "venv", "--system-site-packages", VENV])
+        run_in_root(root, ["/usr/bin/python3", "-m", "venv", "--system-site-packages", venv])
     run_in_root(root, [python, "-m", "pip", "install", "-q", "--upgrade", "/opt/deepsense-src"],
                 timeout_s=600)
     return python

@@ -82,8 +82,9 @@ def test_predict_on_i386_equals_64_bit(root, inside, runs, bundles, tmp_path):
                                  f"{seen}/pred"])
     assert main(["predict", "--bundle", str(bundle), "--data", str(scratch / "data"),
                  "--out", str(tmp_path / "pred")]) == 0
-    ours = [json.loads(line) for line in (scratch / "pred" / "predictions.jsonl").open()]
-    host = [json.loads(line) for line in (tmp_path / "pred" / "predictions.jsonl").open()]
+    ours, host = ([json.loads(line) for line in
+                   (d / "pred" / "predictions.jsonl").read_text().splitlines()]
+                  for d in (scratch, tmp_path))
     assert len(ours) == len(host) > 0
     for a, b in zip(ours, host):
         assert (a["window"], a["label"]) == (b["window"], b["label"])
