@@ -67,7 +67,10 @@ would sit between the two columns. CFS enforces the quota per 50 ms slice (ticks
 shorter quotas overrun), so single windows are lumpy: the column is the mean over enough
 windows to use 10 periods. The CPU ms/window is measured on a shared, loaded host (other
 processes on the same core slow caches and sibling threads), so CPU ms x 14 is the
-pessimistic end and the quota run the optimistic one.
+pessimistic end and the quota run the optimistic one. Open question: in our runs (2026-11-30)
+the quota run came out 25-45% below CPU ms x 14 although it spends the same CPU per window,
+while a busy loop in the same cgroup got exactly 1/14 (0.50 s CPU in 6.95 s); read the two
+columns as the range of the estimate.
 """
 #: The DeepIoT paper's Intel Edison numbers (TensorFlow, HHAR DeepSense): ms per window.
 PAPER_MS = {"original": 130.0, "thinned": 36.7}
