@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-edge demo test broker browser bench clean
+.PHONY: setup setup-edge demo test broker browser i386-tools bench clean
 
 setup: $(VENV)/.installed
 
@@ -29,7 +29,14 @@ browser:
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	else echo "chromium not found: sudo apt-get install chromium (browser tests will be skipped)"; fi
 
-test: setup broker browser
+# tests/export/test_i386.py builds an i386 Debian userland with debootstrap (root, once; cached
+# in /var/cache/deepsense-i386): install debootstrap if missing.
+i386-tools:
+	@if command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; \
+	else echo "debootstrap not found: sudo apt-get install debootstrap (the i386 test will be skipped)"; fi
+
+test: setup broker browser i386-tools
 	$(PY) -m pytest --run-slow $(PYTEST_ARGS)
 
 clean:

@@ -73,7 +73,7 @@ def make_bundle(work: Path) -> Path:
                 "--set", "model.merge_filters=16", "--set", "model.gru_units=[24, 24]"]) == 0
     from deepsense.export import export_bundle
 
-    return export_bundle(run, work / "bundle", name="bench-thin")
+    return export_bundle(run, work / "bundle", name="bench-thin", formats=("numpy", "tflite"))
 
 
 def phase_s(device: int, n_devices: int, window_s: float) -> float:

@@ -254,11 +254,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     from deepsense.export import export_bundle
 
     started = time.perf_counter()
-    out = export_bundle(args.model, args.out, quantize=args.quantize, data_dir=args.data,
-                        name=args.name, version=args.version)
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    if set(formats) - {"numpy", "tflite"} or "numpy" not in formats:
+        raise UsageError(f"--formats expected 'numpy' or 'numpy,tflite'. Received: "
+                         f"{args.formats!r}")
+    if args.quantize != "none" and "tflite" not in formats:
+        raise UsageError(f"--quantize {args.quantize} applies to model.tflite: add "
+                         "--formats numpy,tflite")
+    out = export_bundle(args.model, args.out, quantize=args.quantize, formats=formats,
+                        weights=args.weights, data_dir=args.data, name=args.name,
+                        version=args.version)
     manifest = json.loads((out / "manifest.json").read_text())
+    tflite = f", tflite {args.quantize}" if "tflite" in formats else ""
     print(f"bundle {out} (+ {out.with_suffix('.zip').name}): {manifest['size_bytes']:,} bytes, "
-          f"{manifest['parameters']['exported']:,} parameters, tflite {args.quantize} "
+          f"{manifest['parameters']['exported']:,} parameters, weights {args.weights}{tflite} "
           f"({time.perf_counter() - started:.0f} s)")
     for backend, check in manifest.get("checks", {}).items():
         if isinstance(check, dict):
@@ -451,6 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="a run -> an edge bundle (manifest, weights, LiteRT)")
     p.add_argument("--model", required=True, type=Path, help="run directory")
     p.add_argument("--out", required=True, type=Path, help="bundle directory (+ .zip)")
+    p.add_argument("--formats", default="numpy",
+                   help="'numpy' (weights.npz only: a NumPy-only device; the default) or "
+                        "'numpy,tflite' (+ model.tflite for LiteRT)")
+    p.add_argument("--weights", choices=("float32", "float16", "int8"), default="float32",
+                   help="weights.npz storage: int8 is per output channel with float32 scales "
+                        "(accuracy change measured on the run's test windows)")
     p.add_argument("--quantize", choices=("none", "dynamic", "int8"), default="none",
                    help="LiteRT flatbuffer: float32, int8 weights, or int8 weights and "
                         "activations (accuracy change measured on the run's test windows)")

@@ -2,10 +2,13 @@
 
 What goes in:
 
-- ``weights.npz``: float32 weights by ``<layer>.<part>``, BatchNorm folded into the convs:
-  per-sensor conv kernels (k, C_in, C_out), merge conv kernels (kh, kw, C_in, C_out), GRU
-  ``kernel`` (F_in, 3u) / ``recurrent_kernel`` (u, 3u) / ``bias`` (2, 3u), dense (F, out).
-- ``model.tflite``: the same model rebuilt with batch 1, converted with builtin ops only; ``quantize`` "dynamic" (int8 weights) or "int8" (weights and activations,
+- ``weights.npz`` (always; compressed): weights by ``<layer>.<part>``, BatchNorm folded into
+  the convs: per-sensor conv kernels (k, C_in, C_out), merge conv kernels (kh, kw, C_in,
+  C_out), GRU ``kernel`` (F_in, 3u) / ``recurrent_kernel`` (u, 3u) / ``bias`` (2, 3u), dense
+  (F, out). ``weights`` "float32", "float16", or "int8" (kernels symmetric per output
+  channel with a float32 ``<name>.scale``; biases float32), with the accuracy change of the
+  NumPy runtime on the run's test windows in the manifest's ``checks``.
+- ``model.tflite`` (``formats`` with "tflite"): the same model rebuilt with batch 1, converted with builtin ops only; ``quantize`` "dynamic" (int8 weights) or "int8" (weights and activations,
   calibrated on training windows) makes it smaller, with its accuracy change measured on the
   run's test windows and written into the manifest.
 - ``manifest.json``: the model, preprocessing, graph, weight shapes, metrics, parity checks
@@ -29,11 +32,13 @@ import numpy as np
 from deepsense import __version__
 from deepsense.data.features import FeatureConfig
 from deepsense.run import RunInfo, load_run, resolve_dataset, split_rows
-from edge.bundle import (FORMAT, MANIFEST, SCHEMA_VERSION, TFLITE, WEIGHTS, read_bundle,
-                            sha256_bytes)
+from edge.bundle import (FORMAT, MANIFEST, SCALE, SCHEMA_VERSION, TFLITE, WEIGHT_DTYPES,
+                         WEIGHTS, read_bundle, sha256_bytes)
 from edge.runtime import EdgeModel
 
 QUANTIZE = ("none", "dynamic", "int8")
+#: What a bundle may carry besides its manifest: NumPy weights (always) and a LiteRT model.
+FORMATS = ("numpy", "tflite")
 #: Layers a bundle can express; anything else in a model is refused by name.
 EXPORTABLE_LAYERS = {"InputLayer", "IntervalMask", "SensorSlice", "Conv2D", "Conv3D",
                      "BatchNormalization", "ReLU", "SpatialDropout2D", "SpatialDropout3D",
@@ -169,6 +174,31 @@ def convert_litert(model: keras.Model, quantize: str = "none",
         return path.read_bytes()
 
 
+def store_weights(weights: dict[str, np.ndarray], dtype: str
+                  ) -> tuple[dict[str, np.ndarray], dict]:
+    """The arrays to write into weights.npz and the manifest's ``weights_storage``.
+
+    int8 stores every kernel (``*.kernel``, ``*.recurrent_kernel``) as round(w / scale) with
+    one float32 scale per output channel (last axis), scale = max |w| / 127 over the
+    channel's other axes; biases stay float32.
+    """
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weights expected one of {WEIGHT_DTYPES}. Received: {dtype!r}")
+    if dtype != "int8":
+        return {k: v.astype(dtype) for k, v in weights.items()}, {"dtype": dtype}
+    stored, quantized = {}, []
+    for name, array in weights.items():
+        if not name.endswith("kernel"):
+            stored[name] = array.astype(np.float32)
+            continue
+        peak = np.abs(array).reshape(-1, array.shape[-1]).max(axis=0)
+        scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+        stored[name] = np.clip(np.round(array / scale), -127, 127).astype(np.int8)
+        stored[name + SCALE] = scale
+        quantized.append(name)
+    return stored, {"dtype": "int8", "int8": quantized}
+
+
 def _check_data(info: RunInfo, data_dir: str | Path | None):
     """(train windows, test windows, test labels) of the run's split, or None without data."""
     path = data_dir or info.data_path
@@ -215,6 +245,7 @@ def _outputs_meaning(info: RunInfo) -> dict:
 
 
 def export_bundle(run_dir: str | Path, out_dir: str | Path, *, quantize: str = "none",
+                  formats: tuple[str, ...] = ("numpy",), weights: str = "float32",
                   data_dir: str | Path | None = None, name: str | None = None,
                   version: str = "1", make_zip: bool = True) -> Path:
     """Write the bundle of a run directory into `out_dir` (and `out_dir`.zip).
@@ -224,6 +255,10 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, *, quantize: str = "
         out_dir: bundle directory (replaced if it exists).
         quantize: "none", "dynamic" or "int8" for model.tflite; "dynamic"/"int8" need the
             run's data (or `data_dir`) to measure the accuracy change.
+        formats: "numpy" (weights.npz, always) and optionally "tflite" (model.tflite, for
+            LiteRT). The NumPy weights alone suit a NumPy-only device and are the default.
+        weights: how weights.npz stores them: "float32", "float16" or "int8" (see
+            `store_weights`); the runtime expands them to float32 at load.
         data_dir: prepared dataset for the checks (default: the run's).
         name, version: model name (default: the run directory's name) and version.
         make_zip: also write ``<out_dir>.zip``.
@@ -232,23 +267,36 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, *, quantize: str = "
         The bundle directory. The manifest's ``checks`` hold the max abs difference of the
         NumPy runtime and of LiteRT from Keras on the run's test windows.
     """
+    if unknown := sorted(set(formats) - set(FORMATS)):
+        raise ValueError(f"formats expected a subset of {FORMATS}. Received: {unknown}")
+    if "numpy" not in formats:
+        raise ValueError("formats must include 'numpy': weights.npz is the reference every "
+                         "bundle carries")
+    if quantize != "none" and "tflite" not in formats:
+        raise ValueError(f"quantize {quantize!r} applies to model.tflite; add 'tflite' to "
+                         "the formats (--formats numpy,tflite)")
+    if weights not in WEIGHT_DTYPES:
+        raise ValueError(f"weights expected one of {WEIGHT_DTYPES}. Received: {weights!r}")
     run = Path(run_dir)
     model, info = load_run(run)
     features = FeatureConfig.from_dict(info.features)
-    graph, weights = graph_and_weights(model, features)
+    graph, arrays = graph_and_weights(model, features)
     data = _check_data(info, data_dir)
-    if quantize != "none" and data is None:
-        raise ValueError(f"--quantize {quantize} measures the accuracy change on test data: "
-                         f"{run} does not record an existing data path; give --data")
+    for what, value in (("--quantize", quantize), ("--weights", weights)):
+        if value not in ("none", "float32") and data is None:
+            raise ValueError(f"{what} {value} measures the accuracy change on test data: "
+                             f"{run} does not record an existing data path; give --data")
     calibration = data[0] if data else None
-    tflite = convert_litert(model, quantize, calibration)
+    tflite = convert_litert(model, quantize, calibration) if "tflite" in formats else None
+    stored, storage = store_weights(arrays, weights)
 
     out = Path(out_dir)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    np.savez(out / WEIGHTS, **weights)
-    (out / TFLITE).write_bytes(tflite)
+    np.savez_compressed(out / WEIGHTS, **stored)
+    if tflite is not None:
+        (out / TFLITE).write_bytes(tflite)
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "format": FORMAT,
@@ -270,15 +318,16 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, *, quantize: str = "
                                                        features.n_features]},
         "outputs": _outputs_meaning(info),
         "graph": graph,
-        "weights": {k: list(v.shape) for k, v in weights.items()},
+        "weights": {k: list(v.shape) for k, v in arrays.items()},
+        "weights_storage": storage,
         "parameters": {"trained": info.parameters,
-                       "exported": int(sum(v.size for v in weights.values()))},
-        "quantization": {"tflite": quantize},
+                       "exported": int(sum(v.size for v in arrays.values()))},
+        "quantization": {"tflite": quantize if tflite is not None else None},
         "metrics": _run_metrics(run, info),
     }
     _write_manifest(out, manifest)
     if data is not None:
-        manifest["checks"] = _parity_checks(model, out, data, info.task, quantize)
+        manifest["checks"] = _parity_checks(model, out, data, info.task, quantize, weights)
         _write_manifest(out, manifest)
     if make_zip:
         write_zip(out)
@@ -294,17 +343,22 @@ def _write_manifest(out: Path, manifest: dict) -> None:
 
 
 def _parity_checks(model: keras.Model, out: Path, data: tuple, task: str,
-                   quantize: str) -> dict:
+                   quantize: str, weights: str) -> dict:
     """Keras vs the NumPy runtime vs LiteRT on up to CHECK_WINDOWS test windows.
 
-    Only a missing LiteRT interpreter is recorded as ``skipped``; any other error of a
-    runtime fails the export.
+    A bundle without model.tflite, or a missing LiteRT interpreter, is recorded as
+    ``skipped``; any other error of a runtime fails the export. Stored weights other than
+    float32 record ``weights_accuracy_change`` (or ``weights_mae_change``): the NumPy
+    runtime on the stored weights against Keras, in accuracy (fraction) or MAE.
     """
     _, x, labels = data
     reference = model.predict(x, batch_size=256, verbose=0)
     bundle = read_bundle(out)
     checks = {"windows": int(len(x)), "keras": _score(reference, labels, task)}
     for backend in ("numpy", "litert"):
+        if backend == "litert" and bundle.tflite is None:
+            checks[backend] = {"skipped": "no model.tflite (exported without 'tflite')"}
+            continue
         try:
             outputs = EdgeModel(bundle, backend).predict(x)
         except ImportError as exc:  # no LiteRT interpreter installed (MissingExtraError)
@@ -315,6 +369,10 @@ def _parity_checks(model: keras.Model, out: Path, data: tuple, task: str,
         if task != "regression":
             checks[backend]["argmax_agreement"] = round(float(np.mean(
                 outputs.argmax(axis=1) == reference.argmax(axis=1))), 5)
+    if weights != "float32":
+        metric = "mae" if task == "regression" else "accuracy"
+        checks[f"weights_{metric}_change"] = round(
+            checks["numpy"][metric] - checks["keras"][metric], 5)
     if quantize != "none" and "accuracy" in checks["litert"]:
         checks["quantization_accuracy_change"] = round(
             checks["litert"]["accuracy"] - checks["keras"]["accuracy"], 5)

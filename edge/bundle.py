@@ -4,7 +4,9 @@ A bundle is a directory, or a .zip of one, holding::
 
     manifest.json   schema version, model, preprocessing, input/output meaning, graph,
                     weight shapes, metrics, and the sha256 and size of every other file
-    weights.npz     float32 weights, BatchNorm folded into the convs (allow_pickle=False)
+    weights.npz     weights, BatchNorm folded into the convs (allow_pickle=False): float32,
+                    or as ``weights_storage`` says float16, or int8 kernels with a float32
+                    scale per output channel (``<name>.scale``); expanded to float32 at load
     model.tflite    LiteRT flatbuffer, batch 1, fixed T, builtin ops only (optional)
 
 `read_bundle` refuses a bundle with an unknown schema version, a missing or extra file, a
@@ -48,6 +50,10 @@ MAX_FILES = 16
 MAX_PARAMETERS = 20_000_000
 #: Head activations the runtime knows.
 ACTIVATIONS = ("softmax", "gaussian", "linear")
+#: How weights.npz stores the weights (manifest ``weights_storage.dtype``; absent: float32).
+WEIGHT_DTYPES = ("float32", "float16", "int8")
+#: Suffix of the per-output-channel scale of an int8 weight.
+SCALE = ".scale"
 
 
 class BundleError(ValueError):
@@ -159,7 +165,8 @@ def read_bundle(path: str | Path, max_bytes: int = MAX_UNPACKED_BYTES,
         if digest != entry["sha256"]:
             raise BundleError(f"{source}/{name}: sha256 mismatch (manifest {entry['sha256']}, "
                               f"file {digest}); the bundle is corrupt or was modified")
-    weights = load_weights(files[WEIGHTS], manifest["weights"], f"{source}/{WEIGHTS}")
+    weights = load_weights(files[WEIGHTS], manifest["weights"], f"{source}/{WEIGHTS}",
+                           manifest.get("weights_storage"))
     return Bundle(source, manifest, weights, files.get(TFLITE),
                   sha256_bytes(files[MANIFEST]))
 
@@ -192,6 +199,7 @@ def check_manifest(manifest: object, source: Path, max_parameters: int = MAX_PAR
         features = FeatureConfig.from_dict(manifest["preprocessing"].get("features"))
     except (TypeError, ValueError) as exc:
         raise BundleError(f"{where}: preprocessing.features is invalid ({exc})") from None
+    check_weights_storage(manifest, where)
     shape = manifest["input"].get("shape")
     if shape != [features.n_intervals, features.n_features]:
         raise BundleError(f"{where}: input.shape {shape} does not match the preprocessing "
@@ -311,48 +319,107 @@ def graph_peak_floats(manifest: dict, where: str = MANIFEST) -> int:
     return int(peak)
 
 
-def load_weights(data: bytes, shapes: Mapping[str, list[int]], where: str) -> dict[str, np.ndarray]:
-    """float32 arrays from an .npz, checked against the manifest's name -> shape table."""
-    _check_npy_headers(data, shapes, where)
+def check_weights_storage(manifest: dict, where: str) -> None:
+    """``weights_storage`` (optional): {"dtype": float32 | float16 | int8, "int8": [names]}.
+
+    ``int8`` lists the weights stored as int8 with a scale; each must be a weight of the
+    manifest with at least 2 dimensions. Nothing else is allowed in the object.
+    """
+    storage = manifest.get("weights_storage")
+    if storage is None:
+        return
+    if not isinstance(storage, dict) or set(storage) - {"dtype", "int8"}:
+        raise BundleError(f"{where}: weights_storage expected an object with 'dtype' and, for "
+                          f"int8, 'int8' (names). Received: {storage!r}")
+    dtype = storage.get("dtype")
+    if dtype not in WEIGHT_DTYPES:
+        raise BundleError(f"{where}: weights_storage.dtype expected one of {WEIGHT_DTYPES}. "
+                          f"Received: {dtype!r}")
+    names = storage.get("int8", [])
+    if dtype != "int8" and names:
+        raise BundleError(f"{where}: weights_storage.int8 lists weights but dtype is {dtype!r}")
+    if (not isinstance(names, list) or not all(isinstance(n, str) for n in names)
+            or len(set(names)) != len(names)):
+        raise BundleError(f"{where}: weights_storage.int8 expected a list of distinct weight "
+                          f"names. Received: {names!r}")
+    shapes = manifest["weights"]
+    for name in names:
+        if name not in shapes or not isinstance(shapes[name], list) or len(shapes[name]) < 2:
+            raise BundleError(f"{where}: weights_storage.int8 names {name!r}, which is not a "
+                              "weight of 2 or more dimensions in the manifest's 'weights'")
+
+
+def load_weights(data: bytes, shapes: Mapping[str, list[int]], where: str,
+                 storage: Mapping | None = None) -> dict[str, np.ndarray]:
+    """float32 arrays from an .npz, checked against the manifest's name -> shape table.
+
+    Args:
+        storage: the manifest's ``weights_storage`` (checked by `check_weights_storage`);
+            None means plain float32. float16 arrays and int8 arrays times their
+            per-output-channel ``<name>.scale`` (float32, (C_out,), > 0) become float32.
+    """
+    dtype = (storage or {}).get("dtype", "float32")
+    quantized = set((storage or {}).get("int8", []))
+    layout = {name: ("int8" if name in quantized else "float32" if dtype == "int8" else dtype,
+                     list(shape)) for name, shape in shapes.items()}
+    layout.update({name + SCALE: ("float32", [shapes[name][-1]]) for name in quantized})
+    _check_npy_headers(data, layout, where)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            weights = {name: npz[name] for name in npz.files}
+            stored = {name: npz[name] for name in npz.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise BundleError(f"{where}: not a plain .npz of arrays ({exc})") from None
-    if set(weights) != set(shapes):
-        raise BundleError(f"{where}: weights {sorted(weights)} differ from the manifest's "
-                          f"{sorted(shapes)}")
-    for name, array in weights.items():
-        if array.dtype != np.float32 or list(array.shape) != list(shapes[name]):
-            raise BundleError(f"{where}: {name} expected float32 {list(shapes[name])}. "
+    expected = set(shapes) | {name + SCALE for name in quantized}
+    if set(stored) != expected:
+        raise BundleError(f"{where}: arrays {sorted(stored)} differ from the manifest's "
+                          f"{sorted(expected)}")
+    weights = {}
+    for name, shape in shapes.items():
+        array = stored[name]
+        want = "int8" if name in quantized else "float32" if dtype == "int8" else dtype
+        if array.dtype != np.dtype(want) or list(array.shape) != list(shape):
+            raise BundleError(f"{where}: {name} expected {want} {list(shape)}. "
                               f"Received: {array.dtype} {list(array.shape)}")
+        if name in quantized:
+            scale = stored[name + SCALE]
+            if (scale.dtype != np.float32 or scale.shape != (shape[-1],)
+                    or not np.all(np.isfinite(scale)) or not np.all(scale > 0)):
+                raise BundleError(f"{where}: {name}{SCALE} expected float32 [{shape[-1]}] "
+                                  f"finite and > 0. Received: {scale.dtype} "
+                                  f"{list(scale.shape)}")
+            array = array.astype(np.float32) * scale
+        array = array.astype(np.float32, copy=False)
         if not np.all(np.isfinite(array)):
             raise BundleError(f"{where}: {name} holds NaN or Inf")
+        weights[name] = array
     return weights
 
 
-def _check_npy_headers(data: bytes, shapes: Mapping[str, list[int]], where: str) -> None:
-    """Each array's .npy header (dtype, shape) against the manifest, before any data is read:
-    a header declaring a shape of 2**40 must not allocate it."""
+def _check_npy_headers(data: bytes, layout: Mapping[str, tuple[str, list[int]]],
+                       where: str) -> None:
+    """Each array's .npy header against `layout` (name -> (dtype name, shape), from the
+    manifest), before any data is read: a header declaring a shape of 2**40 must not
+    allocate it."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as npz:
             infos = npz.infolist()
-            if len(infos) > len(shapes) + 1:
+            if len(infos) > len(layout) + 1:
                 raise BundleError(f"{where}: {len(infos)} arrays; the manifest lists "
-                                  f"{len(shapes)}")
+                                  f"{len(layout)}")
             for info in infos:
                 name = info.filename.removesuffix(".npy")
-                if name not in shapes:
+                if name not in layout:
                     continue                  # reported below, with the names
+                want_dtype, want_shape = layout[name]
                 with npz.open(info) as member:
                     version = np.lib.format.read_magic(member)
                     read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                             else np.lib.format.read_array_header_2_0)
                     shape, _, dtype = read(member)
-                if dtype != np.float32 or list(shape) != list(shapes[name]):
-                    raise BundleError(f"{where}: {name} expected float32 {list(shapes[name])}. "
+                if dtype != np.dtype(want_dtype) or list(shape) != want_shape:
+                    raise BundleError(f"{where}: {name} expected {want_dtype} {want_shape}. "
                                       f"Received: {dtype} {list(shape)}")
-                if info.file_size > 4 * int(np.prod(shape)) + 10_000:
+                if info.file_size > dtype.itemsize * int(np.prod(shape)) + 10_000:
                     raise BundleError(f"{where}: {name} holds {info.file_size} bytes, more "
                                       "than its shape needs")
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:

@@ -29,7 +29,7 @@ def _check_classification(y: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray,
     if y.min() < 0 or y.max() >= probs.shape[1]:
         raise ValueError(f"y expected class indices in [0, {probs.shape[1]}). "
                          f"Received: min {y.min()}, max {y.max()}")
-    return y.astype(np.int64), probs
+    return y.astype(np.intp), probs  # np.intp: bincount refuses int64 on 32-bit platforms
 
 
 def negative_log_likelihood(y: np.ndarray, probs: np.ndarray) -> float:
@@ -58,7 +58,7 @@ def reliability_bins(y: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -
     y, probs = _check_classification(y, probs)
     confidence = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == y).astype(np.float64)
-    index = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    index = np.clip(np.ceil(confidence * n_bins).astype(np.intp) - 1, 0, n_bins - 1)
     count = np.bincount(index, minlength=n_bins).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = np.bincount(index, confidence, minlength=n_bins) / count

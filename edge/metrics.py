@@ -8,7 +8,7 @@ import numpy as np
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """(n_classes, n_classes) int64 counts; rows are true classes, columns predictions."""
     matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
+    np.add.at(matrix, (np.asarray(y_true, np.intp), np.asarray(y_pred, np.intp)), 1)
     return matrix
 
 

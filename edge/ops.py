@@ -12,12 +12,8 @@ import numpy as np
 
 
 def interval_mask(x: np.ndarray) -> np.ndarray:
-    """(n, T, F) -> (n, T) bool: an interval is valid when any feature is non-zero."""
+    """(..., F) -> (...) bool: an interval is valid when any feature is non-zero."""
     return np.any(x != 0.0, axis=-1)
-
-
-def relu(x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, 0.0)
 
 
 @lru_cache(maxsize=64)
@@ -72,43 +68,98 @@ def conv_sensor_positions(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -
             @ kernel.reshape(kh * kw * c_in, c_out) + bias).reshape(n, t, s, p, c_out)
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)  # no overflow for large |x|
+def dense_matrix(layer, in_shape: tuple[int, ...], kernel: np.ndarray) -> np.ndarray:
+    """The linear map of a convolution as one (D_in, D_out) float32 matrix (bias excluded).
 
-
-def gru(x: np.ndarray, mask: np.ndarray, kernel: np.ndarray, recurrent_kernel: np.ndarray,
-        bias: np.ndarray) -> np.ndarray:
-    """Keras GRU (reset_after=True, gates z, r, h), returning every step's state.
+    Each interval's convolution is linear in the interval's flattened input, so applying
+    `layer` (`conv_positions` or `conv_sensor_positions`, any extra arguments bound) to the
+    D_in unit vectors gives its exact matrix: one matmul per layer at run time, no gathers
+    or padding, and no products with 'same' padding zeros.
 
     Args:
-        x: (n, T, F_in). mask: (n, T) bool; a masked step keeps the previous state.
-        kernel: (F_in, 3u). recurrent_kernel: (u, 3u). bias: (2, 3u), input and recurrent.
+        layer: f(x (n, 1, *in_shape), kernel, bias) -> (n, 1, *out_shape).
+        in_shape: one interval's input shape, e.g. (P, C_in) or (S, P, C_in).
 
     Returns:
-        (n, T, u) states (masked steps repeat the last valid state; the masked mean
-        ignores them).
+        (prod(in_shape), prod(out_shape)), rows and columns in row-major (C) order.
     """
-    n, steps, _ = x.shape
+    d_in = int(np.prod(in_shape))
+    basis = np.eye(d_in, dtype=np.float32).reshape(d_in, 1, *in_shape)
+    out = layer(basis, kernel, np.zeros(kernel.shape[-1], np.float32))
+    return np.ascontiguousarray(out.reshape(d_in, -1), dtype=np.float32)
+
+
+def gru_weights(kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keras GRU weights (kernel (F_in, 3u), recurrent (u, 3u), bias (2, 3u)) prepared for
+    `gru`: (kernel (F_in, 3u), input bias (3u,), recurrent kernel (u + 1, 3u)).
+
+    Folded in: the recurrent z and r biases into the input bias; the recurrent candidate
+    bias as the recurrent kernel's last row (the state carries a constant 1); and a factor
+    0.5 into every z, r and recurrent-candidate column, so that a step computes
+    sigmoid(a) = (tanh(a / 2) + 1) / 2 and r * (W h + b) with fewer operations.
+    """
     u = recurrent_kernel.shape[0]
-    inputs = x @ kernel + bias[0]  # (n, T, 3u), all steps at once
-    h = np.zeros((n, u), dtype=x.dtype)
-    states = np.empty((n, steps, u), dtype=x.dtype)
-    any_valid, all_valid = mask.any(axis=0).tolist(), mask.all(axis=0).tolist()
+    kernel = kernel.astype(np.float32)  # a copy: scaled below
+    input_bias = bias[0].astype(np.float32)
+    input_bias[:2 * u] += bias[1, :2 * u]
+    kernel[:, :2 * u] *= 0.5
+    input_bias[:2 * u] *= 0.5
+    recurrent = np.zeros((u + 1, 3 * u), np.float32)
+    recurrent[:u] = recurrent_kernel
+    recurrent[u, 2 * u:] = bias[1, 2 * u:]
+    recurrent *= 0.5
+    return kernel, input_bias, recurrent
+
+
+def gru(x: np.ndarray, mask: np.ndarray, kernel: np.ndarray, input_bias: np.ndarray,
+        recurrent_kernel: np.ndarray) -> np.ndarray:
+    """Keras GRU (reset_after=True, gates z, r, h), time-major, returning every step's state.
+
+    Args:
+        x: (T, n, F_in) time-major. mask: (T, n) bool; a masked step keeps the previous state.
+        kernel, input_bias, recurrent_kernel: from `gru_weights`.
+
+    Returns:
+        (T, n, u) states (a view; masked steps repeat the last valid state and the masked
+        mean ignores them). One matmul for all steps' inputs, then one per step.
+    """
+    steps, n, f_in = x.shape
+    u = recurrent_kernel.shape[1] // 3
+    inputs = (x.reshape(steps * n, f_in) @ kernel + input_bias).reshape(steps, n, 3 * u)
+    states = np.zeros((steps + 1, n, u + 1), np.float32)  # [h, 1]; states[0] is h_0 = 0
+    states[:, :, u] = 1.0
+    any_valid, all_valid = mask.any(axis=1).tolist(), mask.all(axis=1).tolist()
     for t in range(steps):
-        if any_valid[t]:  # a step no window has changes nothing
-            recurrent = h @ recurrent_kernel + bias[1]
-            gates = sigmoid(inputs[:, t, :2 * u] + recurrent[:, :2 * u])  # z and r at once
-            candidate = np.tanh(inputs[:, t, 2 * u:] + gates[:, u:] * recurrent[:, 2 * u:])
-            new = candidate + gates[:, :u] * (h - candidate)  # z h + (1 - z) candidate
-            h = new if all_valid[t] else np.where(mask[:, t, None], new, h)
-        states[:, t] = h
-    return states
+        h, new = states[t], states[t + 1, :, :u]
+        if not any_valid[t]:  # a step no window has changes nothing
+            new[...] = h[:, :u]
+            continue
+        step = inputs[t]
+        recurrent = h @ recurrent_kernel  # halved: [z, r, W_h h + b_h] / 2
+        gates = recurrent[:, :2 * u]
+        gates += step[:, :2 * u]
+        np.tanh(gates, out=gates)
+        gates += 1.0  # 2 sigmoid(z), 2 sigmoid(r)
+        candidate = recurrent[:, 2 * u:]
+        candidate *= gates[:, u:]  # r (W_h h + b_h)
+        candidate += step[:, 2 * u:]
+        np.tanh(candidate, out=candidate)
+        np.subtract(h[:, :u], candidate, out=new)
+        new *= gates[:, :u]
+        new *= 0.5
+        new += candidate  # z h + (1 - z) candidate
+        if not all_valid[t]:
+            np.copyto(new, h[:, :u], where=~mask[t, :, None])
+    return states[1:, :, :u]
 
 
 def masked_mean(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(n, T, u), (n, T) -> (n, u) mean over valid steps; zeros for a window with none."""
-    weights = mask[..., None].astype(x.dtype)
-    return (x * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
+    """(T, n, u), (T, n) -> (n, u) mean over valid steps (time-major); zeros for a window
+    with none."""
+    weights = mask.astype(x.dtype)
+    total = np.einsum("tnu,tn->nu", x, weights)
+    return total / np.maximum(weights.sum(axis=0), 1.0)[:, None]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -31,17 +31,48 @@ class Backend(Protocol):
     def __call__(self, x: np.ndarray) -> np.ndarray: ...
 
 
+class ConvLayer:
+    """Convolutions of one depth as dense blocks over (intervals, features) rows, then ReLU.
+
+    Args:
+        blocks: (input columns, output columns, matrix (D_in, D_out)) per sensor, or one
+            block over all columns for a merge conv.
+        bias: (D_out total,) float32, the conv bias repeated per output position.
+    """
+
+    def __init__(self, blocks: list[tuple[slice, slice, np.ndarray]], bias: np.ndarray):
+        self.blocks = blocks
+        self.bias = bias.astype(np.float32)
+
+    def __call__(self, h: np.ndarray) -> np.ndarray:
+        """(rows, D_in) float32 -> (rows, D_out) float32."""
+        if len(self.blocks) == 1:
+            out = h[:, self.blocks[0][0]] @ self.blocks[0][2]
+        else:
+            out = np.empty((h.shape[0], self.bias.shape[0]), np.float32)
+            for rows, columns, matrix in self.blocks:
+                np.matmul(h[:, rows], matrix, out=out[:, columns])
+        out += self.bias
+        return np.maximum(out, 0.0, out=out)
+
+
 class NumpyGraph:
-    """The manifest's DeepSense graph over the bundle's folded weights.
+    """The manifest's DeepSense graph over the bundle's folded weights, compiled at load.
 
     Graph fields: ``sensors`` [{name, start, size, convs: [{name, stride}]}],
     ``merge_convs`` [names], ``grus`` [names], ``head`` {name, activation: softmax |
     gaussian | linear, min_variance, max_variance}.
+
+    Every convolution acts on one interval at a time and is linear, so it is compiled into
+    one dense matrix (`ops.dense_matrix`). A batch then costs one matmul per sensor and conv
+    depth and one per merge conv over all n * T intervals at once, plus the GRUs (one matmul
+    for all steps' inputs, one per step), all in float32 and time-major (T, n, ...) so each
+    step reads contiguous rows.
     """
 
     def __init__(self, bundle: Bundle):
         self.graph = bundle.manifest["graph"]
-        self.w = bundle.weights
+        w = bundle.weights
         needed = [f"{conv['name']}.{part}" for sensor in self.graph["sensors"]
                   for conv in sensor["convs"] for part in ("kernel", "bias")]
         needed += [f"{name}.{part}" for name in self.graph["merge_convs"]
@@ -49,32 +80,70 @@ class NumpyGraph:
         needed += [f"{name}.{part}" for name in self.graph["grus"]
                    for part in ("kernel", "recurrent_kernel", "bias")]
         needed += [f"{self.graph['head']['name']}.{part}" for part in ("kernel", "bias")]
-        if missing := sorted(set(needed) - set(self.w)):
+        if missing := sorted(set(needed) - set(w)):
             raise BundleError(f"{bundle.source}: the graph needs weights the bundle lacks: "
                               f"{missing}")
         if self.graph["head"]["activation"] not in ("softmax", "gaussian", "linear"):
             raise BundleError(f"{bundle.source}: graph.head.activation expected softmax, "
                               f"gaussian or linear. Received: {self.graph['head']['activation']!r}")
+        try:
+            self.layers = self._compile_convs(w)
+        except ValueError as exc:  # shapes that do not chain: a malformed graph
+            raise BundleError(f"{bundle.source}: the graph's convolutions do not fit "
+                              f"together ({exc})") from None
+        self.grus = [ops.gru_weights(w[f"{name}.kernel"], w[f"{name}.recurrent_kernel"],
+                                     w[f"{name}.bias"]) for name in self.graph["grus"]]
+        head = self.graph["head"]["name"]
+        self.head = (w[f"{head}.kernel"], w[f"{head}.bias"])
+
+    def _compile_convs(self, w: dict[str, np.ndarray]) -> list[ConvLayer]:
+        """One `ConvLayer` per conv depth (the sensors side by side) and per merge conv."""
+        depths = {len(sensor["convs"]) for sensor in self.graph["sensors"]}
+        if len(depths) != 1:
+            raise ValueError(f"sensors with different numbers of convs {sorted(depths)}")
+        inputs = [(slice(s["start"], s["start"] + s["size"]), (s["size"], 1))
+                  for s in self.graph["sensors"]]
+        layers = []
+        for depth in range(depths.pop()):
+            blocks, biases, outputs, column = [], [], [], 0
+            for sensor, (rows, shape) in zip(self.graph["sensors"], inputs):
+                conv = sensor["convs"][depth]
+                kernel, bias = w[f"{conv['name']}.kernel"], w[f"{conv['name']}.bias"]
+                matrix = ops.dense_matrix(
+                    lambda x, k, b, s=conv["stride"]: ops.conv_positions(x, k, b, s),
+                    shape, kernel)
+                shape = ((shape[0] - kernel.shape[0]) // conv["stride"] + 1, kernel.shape[-1])
+                columns = slice(column, column + matrix.shape[1])
+                blocks.append((rows, columns, matrix))
+                biases.append(np.tile(bias, shape[0]))
+                outputs.append((columns, shape))
+                column = columns.stop
+            layers.append(ConvLayer(blocks, np.concatenate(biases)))
+            inputs = outputs
+        shapes = {shape for _, shape in inputs}
+        if len(shapes) != 1:
+            raise ValueError(f"sensor outputs of different shapes {sorted(shapes)}")
+        (positions, channels), = shapes
+        shape = (len(inputs), positions, channels)
+        for name in self.graph["merge_convs"]:
+            kernel, bias = w[f"{name}.kernel"], w[f"{name}.bias"]
+            matrix = ops.dense_matrix(ops.conv_sensor_positions, shape, kernel)
+            layers.append(ConvLayer([(slice(None), slice(None), matrix)],
+                                    np.tile(bias, shape[0] * shape[1])))
+            shape = (*shape[:2], kernel.shape[-1])
+        return layers
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        w = self.w
-        mask = ops.interval_mask(x)
-        stacked = []
-        for sensor in self.graph["sensors"]:
-            h = x[:, :, sensor["start"]:sensor["start"] + sensor["size"], None]
-            for conv in sensor["convs"]:
-                h = ops.relu(ops.conv_positions(h, w[f"{conv['name']}.kernel"],
-                                                w[f"{conv['name']}.bias"], conv["stride"]))
-            stacked.append(h)
-        h = np.stack(stacked, axis=2)  # (n, T, S, P, C)
-        for name in self.graph["merge_convs"]:
-            h = ops.relu(ops.conv_sensor_positions(h, w[f"{name}.kernel"], w[f"{name}.bias"]))
-        h = h.reshape(h.shape[0], h.shape[1], -1)
-        for name in self.graph["grus"]:
-            h = ops.gru(h, mask, w[f"{name}.kernel"], w[f"{name}.recurrent_kernel"],
-                        w[f"{name}.bias"])
+        n, steps, n_features = x.shape
+        h = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(steps * n, n_features)
+        mask = ops.interval_mask(h).reshape(steps, n)
+        for layer in self.layers:
+            h = layer(h)
+        h = h.reshape(steps, n, -1)
+        for weights in self.grus:
+            h = ops.gru(h, mask, *weights)
         head = self.graph["head"]
-        out = ops.masked_mean(h, mask) @ w[f"{head['name']}.kernel"] + w[f"{head['name']}.bias"]
+        out = ops.masked_mean(h, mask) @ self.head[0] + self.head[1]
         if head["activation"] == "softmax":
             return ops.softmax(out)
         if head["activation"] == "gaussian":

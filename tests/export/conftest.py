@@ -55,7 +55,8 @@ def runs(edge_work):
 
 @pytest.fixture(scope="session")
 def bundles(runs, edge_work):
-    """A float32 bundle directory (and .zip) per run kind."""
+    """A float32 bundle directory (and .zip) per run kind, with NumPy weights and LiteRT."""
     from deepsense.export import export_bundle
 
-    return {kind: export_bundle(run, edge_work / "bundles" / kind) for kind, run in runs.items()}
+    return {kind: export_bundle(run, edge_work / "bundles" / kind, formats=("numpy", "tflite"))
+            for kind, run in runs.items()}

@@ -83,7 +83,8 @@ def test_weights_load_without_pickle_and_zip_matches_directory(bundles):
 def test_quantized_bundles_record_their_accuracy_change(quantize, runs, edge_work, edge_data):
     from deepsense.export import export_bundle
 
-    out = export_bundle(runs["plain"], edge_work / f"q-{quantize}", quantize=quantize)
+    out = export_bundle(runs["plain"], edge_work / f"q-{quantize}", quantize=quantize,
+                        formats=("numpy", "tflite"))
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["quantization"]["tflite"] == quantize
     checks = manifest["checks"]
@@ -109,7 +110,7 @@ def test_quantize_without_data_is_refused(runs, tmp_path):
     info["data_path"] = str(tmp_path / "gone")
     (run / "run.json").write_text(json.dumps(info))
     with pytest.raises(ValueError, match="give --data"):
-        export_bundle(run, tmp_path / "bundle", quantize="dynamic")
+        export_bundle(run, tmp_path / "bundle", quantize="dynamic", formats=("numpy", "tflite"))
 
 
 @pytest.mark.slow
@@ -132,7 +133,7 @@ def test_export_without_litert_records_its_check_as_skipped(runs, tmp_path, monk
     from deepsense.export import export_bundle
 
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # import fails
-    out = export_bundle(runs["plain"], tmp_path / "bundle")
+    out = export_bundle(runs["plain"], tmp_path / "bundle", formats=("numpy", "tflite"))
     checks = json.loads((out / "manifest.json").read_text())["checks"]
     assert "ai_edge_litert" in checks["litert"]["skipped"]
     assert checks["numpy"]["max_abs_diff"] <= 1e-4
