@@ -198,7 +198,7 @@ def _run_deepsense(ds, job: dict, test: np.ndarray) -> tuple[np.ndarray, float, 
     started = time.perf_counter()
     probs = result.model.predict(x_test, batch_size=256, verbose=0)
     infer_s = time.perf_counter() - started
-    info = json.loads((Path(job["run_dir"]) / "run.json").read_text())   # what fit recorded
+    info = result.info
     return probs, info["train_seconds"], info["n_train_windows"], {
         "infer_s": infer_s, "epochs": info["epochs_run"]}
 
