@@ -26,7 +26,9 @@ resampled signals, which are the inverse FFT of those features: per interval and
 timepoints = n_intervals * n_points). Each (case, method, seed, fold) runs in a fresh
 process (peak RSS is that process's, data loading and imports included) and its result is
 kept in `<work>/results/`, so a re-run only runs what is missing (`--skip-missing`
-tabulates what is there and lists the rest). The table goes into BENCHMARKS.md, section
+tabulates what is there and lists the rest). Results are keyed by case, method, seed,
+fold and the DeepSense `--set` overrides, not by the code: after changing the code, use a
+fresh `--work` (or delete `<work>/results/*-deepsense-*`). The table goes into BENCHMARKS.md, section
 "Real data: DeepSense vs MiniRocket (issue 11)", with the command, machine and date.
 """
 
@@ -316,6 +318,19 @@ HEADER = ["case", "method", "seeds", "folds", "train / test windows", "accuracy"
           "train s (per run)", "inference ms/window", "peak RSS MiB"]
 
 
+def versions() -> str:
+    """Installed versions of the packages the runs use (without importing them)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in ("tensorflow", "tensorflow-cpu", "keras", "aeon", "scikit-learn", "numpy"):
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            continue
+    return ", ".join(found)
+
+
 def notes(cases: list[str], overrides: list[str]) -> str:
     lines = ["Cases: " + "; ".join(f"`{c}` {CASES[c].description}" for c in cases) + ".",
              "",
@@ -342,6 +357,7 @@ def notes(cases: list[str], overrides: list[str]) -> str:
              "- train s: fit time per run (mean over seeds and folds), data loading excluded. "
              "Inference ms/window: batch prediction time / test windows. Peak RSS: the largest "
              "over the runs, each a fresh process (imports and the dataset included).",
+             "- Versions: " + versions() + ".",
              "- " + PUBLISHED]
     return "\n".join(lines)
 
@@ -376,13 +392,18 @@ def main(argv: list[str] | None = None) -> None:
         body += f"\n\nNot run (no result in the work folder): {', '.join(missing)}."
     if args.note:
         body += f"\n\n{args.note}"
-    body += f"\n\nTotal wall time of this invocation: {time.perf_counter() - started:.0f} s."
+    if not args.skip_missing:
+        body += f"\n\nTotal wall time of this invocation: {time.perf_counter() - started:.0f} s."
     if args.no_write:
         print(body)
         return
+    given = list(sys.argv[1:] if argv is None else argv)
+    if args.note:                                    # the note is printed under the table
+        at = given.index("--note") if "--note" in given else None
+        given = given[:at] + given[at + 2:] if at is not None else [
+            a for a in given if not a.startswith("--note=")]
     write_section("Real data: DeepSense vs MiniRocket (issue 11)",
-                  "python bench/bench_real.py " + " ".join(sys.argv[1:] if argv is None else argv),
-                  body)
+                  "python bench/bench_real.py " + " ".join(given), body)
 
 
 if __name__ == "__main__":
