@@ -25,7 +25,7 @@ from deepiot.masks import check_masks, kept_widths
 from deepiot.structure import PrunableStructure, WeightedLayer, read_structure
 from deepsense.config import ModelConfig
 from deepsense.data.features import FeatureConfig
-from deepsense.model import build_deepsense
+from deepsense.model import LOGITS_NAME, build_deepsense
 
 
 def _input_rows(layer: WeightedLayer, structure: PrunableStructure,
@@ -94,7 +94,7 @@ def thin_model(model: keras.Model, masks: Mapping[str, np.ndarray], *, features:
     """
     structure = read_structure(model)
     weights = thin_weights(model, masks, structure)
-    n_outputs = structure.layer("logits").n_outputs
+    n_outputs = structure.layer(LOGITS_NAME).n_outputs
     thinned = build_deepsense(features, n_outputs, task, config, unroll=unroll, name=model.name,
                               widths=structure.layer_widths(kept_widths(masks)))
     for name, values in weights.items():
