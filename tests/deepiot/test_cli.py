@@ -65,3 +65,29 @@ def test_compress_rejects_bad_settings_with_exit_2(trained_run, tmp_path, capsys
 def test_compress_of_a_missing_run_exits_1(tmp_path, capsys):
     assert main(["compress", "--model", str(tmp_path / "none"), "--out", str(tmp_path)]) == 1
     assert "not a run directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", ["activity", "regression"])
+def test_compress_takes_rdeepsense_runs_and_keeps_the_head(trained_run, tmp_path, task):
+    data = load_run(trained_run)[1].data_path
+    source, out = tmp_path / "run", tmp_path / "thin"
+    assert main(["train", "--data", data, "--out", str(source), "--epochs", "1",
+                 "--split", "loso:b", "--head", "rdeepsense", "--task", task, *TINY_MODEL]) == 0
+    assert main(["compress", "--model", str(source), "--out", str(out),
+                 "--target-params", "0.5", "--step-interval", "1",
+                 "--fine-tune-epochs", "1"]) == 0
+    info = json.loads((out / "run.json").read_text())
+    assert (info["kind"], info["head"]) == ("deepiot", "rdeepsense")
+    assert info["outputs"] == json.loads((source / "run.json").read_text())["outputs"]
+    report = json.loads((out / "compression_report.json").read_text())
+    keys = ({"mae", "nll", "coverage_50", "coverage_90", "coverage_95"} if task == "regression"
+            else {"accuracy", "nll", "ece", "brier"})
+    for name in ("original", "compressed"):
+        assert keys <= set(report["models"][name])
+    history = report["history"][-1]
+    assert ("validation_mae" if task == "regression" else "validation_accuracy") in history
+    model, _ = load_run(out)
+    assert model.layers[-1].name == ("mean_variance" if task == "regression" else "probabilities")
+    assert main(["evaluate", "--model", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert np.isclose(metrics["nll"], report["models"]["compressed"]["nll"], atol=1e-3)
