@@ -40,7 +40,7 @@ from deepiot.report import compression_report, plot_tradeoff, summarize_model
 from deepiot.schedule import CompressionSchedule, ThresholdSchedule
 from deepiot.structure import NotPrunableError, read_structure
 from deepiot.thin import thin_model
-from deepsense.config import RunConfig, config_to_dict, config_to_toml
+from deepsense.config import CompressConfig, RunConfig, config_to_dict, config_to_toml
 from deepsense.data.prepared import PreparedDataset
 from deepsense.model import count_parameters
 from deepsense.run import CONFIG_FILE, MODEL_FILE, load_run, resolve_dataset, split_rows
@@ -85,6 +85,28 @@ def run_objective(config: RunConfig) -> Objective:
     return Objective(t.task, t.head, t.scoring_weight)
 
 
+def compression_settings(config: CompressConfig
+                         ) -> tuple[CompressSettings, CompressionSchedule, FineTuneSettings]:
+    """The settings of the three phases from the ``[compress]`` section.
+
+    Raises:
+        ValueError: a value out of range (the message names the setting).
+    """
+    settings = CompressSettings(
+        target_params=config.target_params, min_accuracy=config.min_accuracy,
+        batch_size=config.batch_size, critic_learning_rate=config.critic_learning_rate,
+        compressor_learning_rate=config.compressor_learning_rate,
+        patience_steps=config.patience_steps, extend_steps=config.extend_steps,
+        seed=config.seed)
+    schedule = ThresholdSchedule(final=config.final_threshold, n_steps=config.n_steps,
+                                 step_interval=config.step_interval)
+    fine_tuning = FineTuneSettings(
+        epochs=config.fine_tune_epochs, learning_rate=config.fine_tune_learning_rate,
+        distill_weight=config.distill_weight, temperature=config.distill_temperature,
+        seed=config.seed)
+    return settings, schedule, fine_tuning
+
+
 def _load(model_dir: Path, data_dir: str | Path | None):
     model, info = load_run(model_dir)
     if info.kind not in COMPRESSIBLE_KINDS or info.head not in HEADS:
@@ -106,9 +128,7 @@ def _write_history(history: list[dict], path: Path) -> None:
 
 
 def compress_run(model_dir: str | Path, out_dir: str | Path, *, data_dir: str | Path | None = None,
-                 settings: CompressSettings = CompressSettings(),
-                 schedule: CompressionSchedule = ThresholdSchedule(step_interval=40),
-                 fine_tuning: FineTuneSettings = FineTuneSettings(distill_weight=0.5),
+                 compress_config: CompressConfig = CompressConfig(),
                  progress: Callable[[dict], None] | None = None, verbose: int = 0) -> dict:
     """Compress a run's model, fine-tune the thinned model and write a run directory.
 
@@ -117,9 +137,10 @@ def compress_run(model_dir: str | Path, out_dir: str | Path, *, data_dir: str | 
             or Gaussian regression).
         out_dir: the new run directory.
         data_dir: its prepared data (default: the run's); the run's split is reused.
-        settings, schedule: the compression phase (`deepiot.compress`).
-        fine_tuning: the fine-tuning phase (`deepiot.finetune`); distillation of the
-            original model's predictive distribution when ``distill_weight > 0``.
+        compress_config: the ``[compress]`` settings (`compression_settings`: compression,
+            `deepiot.compress`, and fine-tuning, `deepiot.finetune`, with distillation of
+            the original model's predictive distribution when ``distill_weight > 0``);
+            written with the run's own sections to config.resolved.toml.
         progress: called with each threshold step's record.
         verbose: Keras verbosity while fine-tuning.
 
@@ -127,7 +148,9 @@ def compress_run(model_dir: str | Path, out_dir: str | Path, *, data_dir: str | 
         The compression report (also written as compression_report.json).
     """
     model_dir, out = Path(model_dir), Path(out_dir)
+    settings, schedule, fine_tuning = compression_settings(compress_config)
     model, info, ds, config, data_dir = _load(model_dir, data_dir)
+    config = replace(config, compress=compress_config)
     task = config.train.task
     objective = run_objective(config)
     arrays = split_arrays(ds, config)

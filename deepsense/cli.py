@@ -147,6 +147,12 @@ def _print_metrics(metrics: dict) -> None:
             print(f"  uncertainty: NLL {metrics['nll']:.4f}, coverage of the 50/90/95% intervals "
                   f"{metrics['coverage_50']:.3f}/{metrics['coverage_90']:.3f}/"
                   f"{metrics['coverage_95']:.3f}")
+    if "before_compression" in metrics:
+        original = metrics["before_compression"]
+        shown = ", ".join(f"{k} {original[k]:.4f}" for k in
+                          ("accuracy", "mae", "nll", "ece", "brier", "coverage_50",
+                           "coverage_90", "coverage_95") if k in original)
+        print(f"  before compression (the original, same windows): {shown}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -162,27 +168,35 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- compress
 def cmd_compress(args: argparse.Namespace) -> int:
     require("tensorflow", "train")
-    from deepiot.compress import CompressSettings
-    from deepiot.finetune import FineTuneSettings
     from deepiot.report import format_report
-    from deepiot.run import compress_run, format_progress
-    from deepiot.schedule import ThresholdSchedule
+    from deepiot.run import compress_run, compression_settings, format_progress
+    from deepsense.config import load_config
 
-    try:
-        settings = CompressSettings(target_params=args.target_params,
-                                    min_accuracy=args.min_accuracy, seed=args.seed)
-        schedule = ThresholdSchedule(step_interval=args.step_interval)
-        fine_tuning = FineTuneSettings(epochs=args.fine_tune_epochs, distill_weight=args.distill,
-                                       seed=args.seed)
+    overrides = list(args.set or [])
+    other = [text for text in overrides if not text.startswith("compress.")]
+    if other:
+        raise UsageError(f"compress: --set takes compress.KEY=VALUE (the other sections are "
+                         f"the run's). Received: {other}")
+    for flag, key in (("target_params", "target_params"), ("min_accuracy", "min_accuracy"),
+                      ("step_interval", "step_interval"),
+                      ("fine_tune_epochs", "fine_tune_epochs"), ("distill", "distill_weight"),
+                      ("seed", "seed")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"compress.{key}={json.dumps(value)}")
+    try:  # ConfigError (unknown key, wrong type) is a ValueError too
+        config = load_config(args.config, overrides).compress
+        _, schedule, _ = compression_settings(config)
     except ValueError as exc:
         raise UsageError(f"compress: {exc}") from None
-    print(f"compressing {args.model} to {100 * args.target_params:g}% of its parameters "
-          f"({schedule.n_steps} threshold steps of {args.step_interval} iterations)")
-    report = compress_run(args.model, args.out, data_dir=args.data, settings=settings,
-                          schedule=schedule, fine_tuning=fine_tuning, verbose=2,
+    print(f"compressing {args.model} to {100 * config.target_params:g}% of its parameters "
+          f"({schedule.n_steps} threshold steps of {schedule.step_interval} iterations)")
+    report = compress_run(args.model, args.out, data_dir=args.data, compress_config=config,
+                          verbose=2,
                           progress=lambda record: print(format_progress(record), flush=True))
     print(format_report(report))
-    print(f"  wrote {args.out}: model.keras, run.json, compression_report.json, tradeoff.png")
+    print(f"  wrote {args.out}: model.keras, run.json, config.resolved.toml, "
+          "compression_report.json, tradeoff.png")
     return 0
 
 
@@ -348,20 +362,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output directory (default: the run directory)")
     p.set_defaults(handler=cmd_evaluate)
 
-    p = sub.add_parser("compress", help="DeepIoT: prune a run's model into a thinner dense model")
-    p.add_argument("--model", required=True, type=Path, help="run directory of a classifier")
+    p = sub.add_parser("compress", help="DeepIoT: prune a run's model into a thinner dense model",
+                       description="Settings come from [compress] (--config, --set "
+                       "compress.KEY=VALUE); the flags below override them.")
+    p.add_argument("--model", required=True, type=Path,
+                   help="run directory (DeepSense or RDeepSense; classification or "
+                   "RDeepSense regression)")
     p.add_argument("--data", type=Path, help="prepared dataset (default: the run's)")
     p.add_argument("--out", required=True, type=Path, help="run directory of the compressed model")
-    p.add_argument("--target-params", type=float, default=0.07, metavar="FRACTION",
+    p.add_argument("--config", type=Path, help="TOML file; its [compress] section is read")
+    p.add_argument("--set", action="append", metavar="compress.KEY=VALUE",
+                   help="override one [compress] setting (repeatable)")
+    p.add_argument("--target-params", type=float, metavar="FRACTION",
                    help="stop when at most this fraction of the parameters is left (0.07)")
     p.add_argument("--min-accuracy", type=float, metavar="A",
                    help="stop before validation accuracy falls under A (keep the last state above)")
-    p.add_argument("--step-interval", type=int, default=40, metavar="N",
-                   help="iterations per pruning-threshold step (the paper: 500)")
-    p.add_argument("--fine-tune-epochs", type=int, default=30)
-    p.add_argument("--distill", type=float, default=0.5, metavar="W",
-                   help="weight of the original model's soft outputs when fine-tuning (0: off)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--step-interval", type=int, metavar="N",
+                   help="iterations per pruning-threshold step (40; the paper: 500)")
+    p.add_argument("--fine-tune-epochs", type=int, help="(30)")
+    p.add_argument("--distill", type=float, metavar="W",
+                   help="weight of the original model's predictive distribution when "
+                   "fine-tuning (0.5; 0: off)")
+    p.add_argument("--seed", type=int)
     p.set_defaults(handler=cmd_compress)
 
     p = sub.add_parser("export", help="a run -> an edge bundle (manifest, weights, LiteRT)")

@@ -6,6 +6,7 @@ import pytest
 from deepiot.cost import model_cost
 from deepiot.structure import read_structure
 from deepsense.cli import main
+from deepsense.config import load_config
 from deepsense.data.features import FeatureConfig
 from deepsense.data.prepared import prepare_recordings, save_prepared
 from deepsense.data.synthetic import ACTIVITIES, SyntheticSpec, make_recordings
@@ -48,6 +49,9 @@ def test_compress_then_evaluate_from_the_command_line(trained_run, tmp_path, cap
     report = json.loads((out / "compression_report.json").read_text())
     assert set(report["models"]) == {"original", "compressed, before fine-tuning", "compressed"}
     assert (out / "tradeoff.png").stat().st_size > 0
+    resolved = load_config(out / "config.resolved.toml")
+    assert (resolved.compress.step_interval, resolved.compress.fine_tune_epochs) == (1, 1)
+    assert resolved.model == load_run(trained_run)[1].run_config.model
     assert main(["evaluate", "--model", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"] == "loso:b"
@@ -55,7 +59,11 @@ def test_compress_then_evaluate_from_the_command_line(trained_run, tmp_path, cap
 
 
 @pytest.mark.parametrize("flag, value", [("--target-params", "1.5"), ("--distill", "-1"),
-                                         ("--step-interval", "0")])
+                                         ("--step-interval", "0"),
+                                         ("--set", "compress.n_steps=0"),
+                                         ("--set", "compress.n_step=3"),
+                                         ("--set", "compress.seed=1.5"),
+                                         ("--set", "train.epochs=3")])
 def test_compress_rejects_bad_settings_with_exit_2(trained_run, tmp_path, capsys, flag, value):
     assert main(["compress", "--model", str(trained_run), "--out", str(tmp_path),
                  flag, value]) == 2
@@ -91,3 +99,4 @@ def test_compress_takes_rdeepsense_runs_and_keeps_the_head(trained_run, tmp_path
     assert main(["evaluate", "--model", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert np.isclose(metrics["nll"], report["models"]["compressed"]["nll"], atol=1e-3)
+    assert metrics["before_compression"] == report["models"]["original"]

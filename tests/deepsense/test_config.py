@@ -43,3 +43,16 @@ def test_bad_file_is_a_config_error(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_compress_section_is_typed_like_the_others(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[compress]\ntarget_params = 0.05\nstep_interval = 500\n")
+    config = load_config(path, ["compress.distill_weight=0"])
+    assert (config.compress.target_params, config.compress.step_interval,
+            config.compress.distill_weight) == (0.05, 500, 0.0)
+    assert "[compress]" in config_to_toml(config)
+    with pytest.raises(ConfigError, match="compress.n_step"):
+        load_config(None, ["compress.n_step=3"])
+    with pytest.raises(ConfigError, match="compress.seed expected an integer"):
+        load_config(None, ["compress.seed=1.5"])
