@@ -246,15 +246,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The whole chain on synthetic data: prepare, train, evaluate, compress, export, serve."""
+    """The whole chain on synthetic data: prepare, train RDeepSense, evaluate, compress with
+    DeepIoT, export, serve live with calibrated uncertainty."""
     require("tensorflow", "train")
-    from deepsense.config import load_config
+    from deepiot.run import compress_run, format_progress
+    from deepsense.config import CompressConfig, load_config
     from deepsense.data.prepared import prepare_recordings, save_prepared
     from deepsense.data.synthetic import ACTIVITIES, SyntheticSpec, make_recordings
     from deepsense.evaluate import evaluate_run
     from deepsense.export import export_bundle
-    from deepsense.train import fit
     from gateway.demo import run_live_demo
+    from rdeepsense.train import fit_rdeepsense
 
     out = Path(args.out)
     started = time.perf_counter()
@@ -262,6 +264,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"[1/6] synthetic IMU data: {spec.n_users} users x {len(spec.devices)} devices x "
           f"{len(ACTIVITIES)} activities x {spec.seconds_per_activity:.0f} s")
     config = load_config(None, [f"train.task=\"activity\"", "train.split=\"loso:a\"",
+                                "train.head=\"rdeepsense\"",
                                 f"train.epochs={args.epochs}", "train.learning_rate=1e-3",
                                 "features.stride_s=1.25", *(args.set or [])])
     recordings = make_recordings(spec)
@@ -270,9 +273,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     save_prepared(dataset, out / "data")
     print(f"      {len(dataset)} windows of {config.features.n_intervals} x "
           f"{config.features.interval_s} s -> {out / 'data'}")
-    print(f"[2/6] training DeepSense, activity recognition, leave user 'a' out "
+    print(f"[2/6] training DeepSense with the RDeepSense head (scoring rule w = "
+          f"{config.train.scoring_weight}), activity recognition, leave user 'a' out "
           f"({config.train.epochs} epochs max)")
-    result = fit(dataset, config, out / "run", data_path=out / "data", verbose=args.keras_verbose)
+    result = fit_rdeepsense(dataset, config, out / "run", data_path=out / "data",
+                            verbose=args.keras_verbose)
     print(f"      {result.info.parameters['trainable']:,} parameters, "
           f"{result.info.epochs_run} epochs, {result.info.train_seconds:.0f} s")
     print("[3/6] evaluating on the held-out user")
@@ -281,11 +286,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"done in {time.perf_counter() - started:.0f} s -> {out}")
         return 0
     print(f"[4/6] DeepIoT: compressing to {100 * args.target_params:.0f}% of the parameters")
-    code = main(["compress", "--model", str(out / "run"), "--out", str(out / "thin"),
-                 "--target-params", str(args.target_params), "--step-interval", "5",
-                 "--fine-tune-epochs", str(args.fine_tune_epochs), "--seed", str(args.seed)])
-    if code:
-        return code
+    report = compress_run(
+        out / "run", out / "thin", data_dir=out / "data", verbose=args.keras_verbose,
+        compress_config=CompressConfig(target_params=args.target_params, step_interval=5,
+                                       fine_tune_epochs=args.fine_tune_epochs, seed=args.seed),
+        progress=lambda record: print(format_progress(record), flush=True))
+    for name in ("original", "compressed"):
+        m = report["models"][name]
+        print(f"      {name:<10} {m['parameters']:>8,} parameters: accuracy {m['accuracy']:.4f}, "
+              f"NLL {m['nll']:.3f}, ECE {m['ece']:.3f}, Brier {m['brier']:.3f}")
+    thin_metrics = evaluate_run(out / "thin", out / "data")
     print("[5/6] exporting the thinned model to an edge bundle")
     bundle = export_bundle(out / "thin", out / "bundle")
     checks = json.loads((bundle / "manifest.json").read_text()).get("checks", {})
@@ -299,6 +309,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"{live['offline_accuracy']:.4f} on the same windows; gateway latency p50 "
           f"{live['latency_ms_p50']:.1f} ms, p95 {live['latency_ms_p95']:.1f} ms; bundle "
           f"{live['model_bytes']:,} bytes")
+    print(f"      calibrated uncertainty: live ECE {live['live_ece']:.4f}, offline ECE "
+          f"{live['offline_ece']:.4f} on the same windows; held-out user's test windows "
+          f"(evaluate) ECE {thin_metrics['ece']:.4f}, NLL {thin_metrics['nll']:.3f}")
     print(f"done in {time.perf_counter() - started:.0f} s -> {out} (data, run, thin, bundle)")
     return 0
 
