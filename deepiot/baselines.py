@@ -22,6 +22,7 @@ import tensorflow as tf
 from deepiot.cost import BYTES_PER_PARAMETER, parameter_fraction
 from deepiot.finetune import FineTuneSettings, distillation_loss
 from deepiot.masks import Masks
+from deepiot.objective import Objective
 from deepiot.structure import PrunableStructure
 
 #: Bytes per stored index of a sparse (CSR) matrix: int32.
@@ -174,7 +175,8 @@ def magnitude_prune(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.
     packed = np.concatenate([np.asarray(y, np.float32)[:, None],
                              teacher if settings.distill_weight > 0 else
                              np.zeros((len(y), 0), np.float32)], axis=1)
-    loss_fn = distillation_loss(settings.distill_weight, settings.temperature)
+    loss_fn = distillation_loss(Objective("activity"), settings.distill_weight,
+                                settings.temperature)
 
     @tf.function(reduce_retracing=True)
     def train_step(xb, yb):

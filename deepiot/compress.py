@@ -5,15 +5,16 @@ compressor's keep probabilities (soft-deleted: p -> p / 2 where p < tau). The cr
 copy of the pretrained model, `deepiot.masked`) runs with those masks; one forward pass
 gives both updates:
 
-- the critic takes an ordinary gradient step on its loss (cross-entropy + L2), Adam with
-  the released code's betas;
+- the critic takes an ordinary gradient step on its loss (the run's own: cross-entropy, or
+  an RDeepSense run's proper scoring rule, `deepiot.objective`; + L2), Adam with the
+  released code's betas;
 - the compressor takes a REINFORCE step, ``grad log p(z) * (loss - ema_mean) /
   max(1, ema_std)`` per window, where ema_mean and ema_std are moving averages (decay 0.9)
   of the batch mean and standard deviation of the loss, RMSProp as in the original code.
 
 At the end of every threshold step the kept set (p >= tau) is priced with `deepiot.cost`
 and, when it changed, the deterministic masked model (kept units scaled by p, BatchNorm
-recalibrated for that mask) is scored on validation data.
+recalibrated for that mask) is scored on validation data (accuracy; MAE for regression).
 Compression stops when the trainable parameters fall to the target (the threshold is then
 lowered to the least one that meets it), when validation accuracy falls under a floor (the
 last state above it is restored), or some steps after the schedule ends (by default the
@@ -36,7 +37,8 @@ from deepiot.cost import parameter_fraction
 from deepiot.masked import MaskedNetwork, masked_inputs
 from deepiot.masks import (Masks, full_masks, keep_mask, kept_widths,
                            threshold_for_budget)
-from deepiot.schedule import CompressionSchedule
+from deepiot.objective import Objective
+from deepiot.schedule import CompressionSchedule, ExtendedSchedule
 from deepiot.structure import PrunableStructure, read_structure
 
 #: Probabilities are kept in [EPSILON, 1 - EPSILON] inside log p(z).
@@ -57,7 +59,7 @@ class CompressSettings:
     Attributes:
         target_params: stop when the trainable parameters left are at most this fraction.
         min_accuracy: stop (and keep the last state above it) when validation accuracy of
-            the masked model falls under this floor; None: no floor.
+            the masked model falls under this floor; None: no floor (classification only).
         batch_size: windows per iteration (the released code: 64; 32 runs 2.4 times as
             many iterations per second on a 2-core CPU).
         critic_learning_rate: Adam step of the critic (beta 0.5 / 0.9, as released).
@@ -131,7 +133,8 @@ class CompressionResult:
         iterations: compression iterations run.
         seconds: wall time of the compression phase.
         history: one record per threshold step: iteration, threshold, parameter fraction,
-            validation accuracy of the masked model, mean critic loss and batch accuracy.
+            validation score of the masked model (``validation_accuracy``, or
+            ``validation_mae`` for regression), mean critic loss and batch score.
     """
 
     critic: keras.Model
@@ -144,9 +147,11 @@ class CompressionResult:
     history: list[dict] = field(default_factory=list)
 
 
-def masked_accuracy(network: MaskedNetwork, x: np.ndarray, y: np.ndarray, masks: Masks) -> float:
-    """Accuracy of the masked model with fixed `masks` (inference mode)."""
-    return float(np.mean(network.predict(x, masks).argmax(axis=1) == y))
+def masked_score(network: MaskedNetwork, x: np.ndarray, y: np.ndarray, masks: Masks,
+                 objective: Objective) -> float:
+    """The objective's score (accuracy, or MAE) of the masked model with fixed `masks`
+    (inference mode)."""
+    return objective.score(y, network.predict(x, masks))
 
 
 def _batches(n: int, batch_size: int, rng: np.random.Generator):
@@ -161,8 +166,8 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator):
 
 
 def _make_step(masked: keras.Model, critic: keras.Model, compressor: keras.Model,
-               structure: PrunableStructure, settings: CompressSettings):
-    """The tf.function of one iteration: (x, y, tau) -> (critic loss, batch accuracy)."""
+               structure: PrunableStructure, settings: CompressSettings, objective: Objective):
+    """The tf.function of one iteration: (x, y, tau) -> (critic loss, batch score)."""
     names = [g.name for g in structure.groups]
     critic_optimizer = keras.optimizers.Adam(settings.critic_learning_rate, beta_1=0.5, beta_2=0.9)
     compressor_optimizer = keras.optimizers.RMSprop(settings.compressor_learning_rate)
@@ -172,6 +177,7 @@ def _make_step(masked: keras.Model, critic: keras.Model, compressor: keras.Model
     compressor_variables = compressor.trainable_variables
     decay = settings.ema_decay
     seeds = keras.random.SeedGenerator(settings.seed)
+    loss_fn = objective.loss()
 
     @tf.function(reduce_retracing=True)
     def step(x, y, tau):
@@ -183,7 +189,7 @@ def _make_step(masked: keras.Model, critic: keras.Model, compressor: keras.Model
             sampled = [tf.cast(keras.random.uniform((batch, p.shape[0]), seed=seeds) < p,
                                tf.float32) for p in soft]
             outputs = masked(masked_inputs(x, dict(zip(names, sampled))), training=True)
-            losses = keras.losses.sparse_categorical_crossentropy(y, outputs)
+            losses = loss_fn(y, outputs)
             critic_loss = tf.reduce_mean(losses) + tf.add_n([0.0] + masked.losses)
             log_prob = tf.add_n([tf.reduce_sum(z * tf.math.log(p) + (1 - z) * tf.math.log(1 - p),
                                                axis=1) for z, p in zip(sampled, soft)])
@@ -198,8 +204,7 @@ def _make_step(masked: keras.Model, critic: keras.Model, compressor: keras.Model
         del tape
         ema_mean.assign(decay * mean + (1 - decay) * tf.reduce_mean(losses))
         ema_std.assign(decay * std + (1 - decay) * tf.math.reduce_std(losses))
-        correct = tf.equal(tf.cast(tf.argmax(outputs, axis=1), y.dtype), y)
-        return critic_loss, tf.reduce_mean(tf.cast(correct, tf.float32))
+        return critic_loss, tf.reduce_mean(objective.batch_score(y, outputs))
 
     return step
 
@@ -207,20 +212,26 @@ def _make_step(masked: keras.Model, critic: keras.Model, compressor: keras.Model
 def compress(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray,
              y_val: np.ndarray, *, schedule: CompressionSchedule,
              settings: CompressSettings = CompressSettings(),
+             objective: Objective = Objective("activity"),
              progress: Callable[[dict], None] | None = None) -> CompressionResult:
-    """Find which units of a trained DeepSense classifier to remove.
+    """Find which units of a trained DeepSense model to remove.
 
     Args:
-        model: the pretrained DeepSense (softmax outputs); it is copied, not changed.
-        x, y: training windows (n, T, F) float32 and class indices (n,).
-        x_val, y_val: validation windows and classes, for the stop rules.
+        model: the pretrained DeepSense (softmax outputs, or an RDeepSense head); it is
+            copied, not changed.
+        x, y: training windows (n, T, F) float32 and class indices (n,) or regression
+            targets (n,) / (n, k).
+        x_val, y_val: validation windows and labels, for the stop rules.
         schedule: the pruning threshold per iteration.
         settings: see CompressSettings.
+        objective: the critic's loss and the validation score (the run's head and task).
         progress: called with each threshold step's history record.
 
     Returns:
         CompressionResult; thin `result.critic` with `result.masks` (`deepiot.thin`).
     """
+    if objective.regression and settings.min_accuracy is not None:
+        raise ValueError("min_accuracy is a classification floor; regression runs have none")
     started = time.perf_counter()
     keras.utils.set_random_seed(settings.seed)
     critic = keras.models.clone_model(model)
@@ -228,10 +239,11 @@ def compress(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray
     structure = read_structure(critic)
     network = MaskedNetwork(critic, structure)
     compressor = build_compressor(critic, structure, settings.hidden_units, seed=settings.seed)
-    step = _make_step(network.model, critic, compressor, structure, settings)
+    step = _make_step(network.model, critic, compressor, structure, settings, objective)
     names = [g.name for g in structure.groups]
     batches = _batches(len(x), settings.batch_size, np.random.default_rng(settings.seed))
-    y = np.asarray(y, np.int32)
+    y = objective.targets(y)
+    score_key = f"validation_{objective.score_name}"
 
     def probabilities() -> dict[str, np.ndarray]:
         probs = compressor([group_matrix(critic, structure, name) for name in names])
@@ -241,31 +253,21 @@ def compress(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray
     # masks, probabilities, threshold and critic weights of the last check above the floor
     unpruned = full_masks(structure)
     accepted = (unpruned, dict(unpruned), 0.0, critic.get_weights())
-    interval = schedule.step_interval
-    final_tau = schedule(schedule.end_iteration)
-    increment = final_tau - schedule(max(0, schedule.end_iteration - interval))
-    extend_from = schedule.end_iteration + settings.patience_steps * interval
-    n_extend = settings.extend_steps if increment > 0 else 0
-    last_iteration = extend_from + n_extend * interval
-
-    def threshold_at(iteration: int) -> float:
-        if iteration < extend_from:
-            return schedule(iteration)
-        steps = min(n_extend, (iteration - extend_from) // interval + 1)
-        return min(final_tau + steps * increment, MAX_THRESHOLD)
+    run = ExtendedSchedule(schedule, settings.patience_steps, settings.extend_steps,
+                           MAX_THRESHOLD)
 
     iteration, losses, accuracies = 0, [], []
     evaluated_widths, val_accuracy = kept_widths(unpruned), float("nan")
     stop_reason = STOP_SCHEDULE
     while True:
-        tau = threshold_at(iteration)
+        tau = run(iteration)
         rows = next(batches)
         loss, accuracy = step(tf.constant(x[rows]), tf.constant(y[rows]),
                               tf.constant(tau, tf.float32))
         losses.append(float(loss))
         accuracies.append(float(accuracy))
         iteration += 1
-        if iteration % interval and iteration < last_iteration:
+        if not run.is_check(iteration):
             continue
         probs = probabilities()
         threshold = tau
@@ -273,7 +275,7 @@ def compress(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray
         fraction = parameter_fraction(structure, kept_widths(masks))
         reached = fraction <= settings.target_params
         extended = None
-        if not reached and iteration >= last_iteration and settings.extend_threshold:
+        if not reached and iteration >= run.end_iteration and settings.extend_threshold:
             extended = threshold_for_budget(structure, probs, settings.target_params, 1.0)
         if reached or extended is not None:  # the least threshold that meets the target
             threshold = extended if extended is not None else threshold_for_budget(
@@ -281,18 +283,18 @@ def compress(model: keras.Model, x: np.ndarray, y: np.ndarray, x_val: np.ndarray
             masks = keep_mask(probs, threshold,
                               scale_by_probability=settings.scale_by_probability)
             fraction = parameter_fraction(structure, kept_widths(masks))
-        last = reached or iteration >= last_iteration
+        last = reached or iteration >= run.end_iteration
         if len(x_val) and (kept_widths(masks) != evaluated_widths or last or
                            np.isnan(val_accuracy)):
             recalibrate(network, x, masks, seed=settings.seed)
-            val_accuracy = masked_accuracy(network, x_val, y_val, masks)
+            val_accuracy = masked_score(network, x_val, y_val, masks, objective)
             evaluated_widths = kept_widths(masks)
         record = {"iteration": iteration, "threshold": round(threshold, 4),
                   "parameter_fraction": round(fraction, 5),
                   "kept_units": int(sum(kept_widths(masks).values())),
-                  "validation_accuracy": round(val_accuracy, 4),
+                  score_key: round(val_accuracy, 4),
                   "critic_loss": round(float(np.mean(losses)), 4),
-                  "batch_accuracy": round(float(np.mean(accuracies)), 4),
+                  f"batch_{objective.score_name}": round(float(np.mean(accuracies)), 4),
                   "seconds": round(time.perf_counter() - started, 1)}
         history.append(record)
         losses, accuracies = [], []

@@ -1,12 +1,19 @@
 """`deepsense compress`: a trained run directory in, a compressed run directory out.
 
+It takes plain DeepSense classifiers and RDeepSense runs (classification and Gaussian
+regression): the critic and the fine-tuning train on the run's own loss
+(`deepiot.objective`), the thinned model keeps the run's head, and fine-tuning distils the
+original's predictive distribution (`deepiot.finetune`).
+
 The output is an ordinary run directory (so `evaluate` and `export` take it) whose
 ``model.keras`` is the thinned DeepSense, plus::
 
     compression_report.json   units kept per layer, size, FLOPs, accuracy and calibration
-                              of the original and the compressed model, the compression path
+                              (NLL, ECE, Brier; regression: MAE, NLL, 50/90/95% interval
+                              coverage) of the original and the compressed model, the path
     compression_history.csv   one row per threshold step
-    tradeoff.png              accuracy against the parameters left
+    tradeoff.png              accuracy (regression: MAE) against the parameters left, and
+                              the calibration metrics before and after
 
 run.json carries the same fields as `train` writes, with ``kind: "deepiot"`` and a
 ``compression`` entry; its ``widths`` rebuild the architecture:
@@ -22,29 +29,30 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+import keras
 import numpy as np
 
 from deepiot.compress import CompressSettings, compress
 from deepiot.finetune import FineTuneSettings, fine_tune
 from deepiot.masks import kept_widths
+from deepiot.objective import HEADS, Objective
 from deepiot.report import compression_report, plot_tradeoff, summarize_model
 from deepiot.schedule import CompressionSchedule, ThresholdSchedule
 from deepiot.structure import NotPrunableError, read_structure
 from deepiot.thin import thin_model
-from deepsense.config import RunConfig, config_to_dict, config_to_toml
+from deepsense.config import CompressConfig, RunConfig, config_to_dict, config_to_toml
 from deepsense.data.prepared import PreparedDataset
-from deepsense.errors import ConfigError
 from deepsense.model import count_parameters
 from deepsense.run import CONFIG_FILE, MODEL_FILE, load_run, resolve_dataset, split_rows
-from deepsense.train import compile_model
 
-#: Run kinds whose model is a plain DeepSense classifier that can be compressed.
-COMPRESSIBLE_KINDS = ("deepsense", "deepiot")
+#: Run kinds whose model can be compressed (the head is checked too: `deepiot.objective`).
+COMPRESSIBLE_KINDS = ("deepsense", "rdeepsense", "deepiot")
 
 
 @dataclass
 class SplitArrays:
-    """Windows (n, T, F) float32 and classes (n,) of the three sides of a run's split."""
+    """Windows (n, T, F) float32 and labels (classes (n,) int32, or regression targets
+    (n, k) float32) of the three sides of a run's split."""
 
     x: np.ndarray
     y: np.ndarray
@@ -56,29 +64,58 @@ class SplitArrays:
 
 def split_arrays(ds: PreparedDataset, config: RunConfig) -> SplitArrays:
     """The training, validation and test windows exactly as `train` split them."""
+    objective = Objective(config.train.task, config.train.head, config.train.scoring_weight)
     labels = ds.labels(config.train.task)
     rows = split_rows(ds, config.train)
-    return SplitArrays(*(a for r in rows for a in (ds.x[r], labels[r].astype(np.int32))))
+    return SplitArrays(*(a for r in rows for a in (ds.x[r], objective.targets(labels[r]))))
 
 
 def format_progress(record: dict) -> str:
     """One line per threshold step."""
+    name = "accuracy" if "validation_accuracy" in record else "mae"
     return (f"  iteration {record['iteration']:>5}  tau {record['threshold']:.3f}  "
             f"parameters {100 * record['parameter_fraction']:6.2f}%  "
-            f"units {record['kept_units']:>4}  validation accuracy "
-            f"{record['validation_accuracy']:.4f}  ({record['seconds']:.0f} s)")
+            f"units {record['kept_units']:>4}  validation {name} "
+            f"{record['validation_' + name]:.4f}  ({record['seconds']:.0f} s)")
+
+
+def run_objective(config: RunConfig) -> Objective:
+    """The loss and score of a run (its task, head and scoring weight)."""
+    t = config.train
+    return Objective(t.task, t.head, t.scoring_weight)
+
+
+def compression_settings(config: CompressConfig
+                         ) -> tuple[CompressSettings, CompressionSchedule, FineTuneSettings]:
+    """The settings of the three phases from the ``[compress]`` section.
+
+    Raises:
+        ValueError: a value out of range (the message names the setting).
+    """
+    settings = CompressSettings(
+        target_params=config.target_params, min_accuracy=config.min_accuracy,
+        batch_size=config.batch_size, critic_learning_rate=config.critic_learning_rate,
+        compressor_learning_rate=config.compressor_learning_rate,
+        patience_steps=config.patience_steps, extend_steps=config.extend_steps,
+        seed=config.seed)
+    schedule = ThresholdSchedule(final=config.final_threshold, n_steps=config.n_steps,
+                                 step_interval=config.step_interval)
+    fine_tuning = FineTuneSettings(
+        epochs=config.fine_tune_epochs, learning_rate=config.fine_tune_learning_rate,
+        distill_weight=config.distill_weight, temperature=config.distill_temperature,
+        seed=config.seed)
+    return settings, schedule, fine_tuning
 
 
 def _load(model_dir: Path, data_dir: str | Path | None):
     model, info = load_run(model_dir)
-    if info.kind not in COMPRESSIBLE_KINDS or info.head != "softmax":
+    if info.kind not in COMPRESSIBLE_KINDS or info.head not in HEADS:
         raise NotPrunableError(
-            f"compress takes DeepSense runs with a softmax head (kind {COMPRESSIBLE_KINDS}); "
-            f"{model_dir} is kind {info.kind!r}, head {info.head!r} "
-            "(uncertainty heads are not compressible yet)")
-    if info.task == "regression":
-        raise ConfigError("compress supports classification runs (activity, user); "
-                          f"{model_dir} is a regression run")
+            f"compress takes DeepSense runs (kind {COMPRESSIBLE_KINDS}, head {HEADS}); "
+            f"{model_dir} is kind {info.kind!r}, head {info.head!r}")
+    if info.task == "regression" and info.head != "rdeepsense":
+        raise NotPrunableError("compress takes regression runs with the RDeepSense Gaussian "
+                               f"head; {model_dir} is a plain regression run")
     ds, data_dir = resolve_dataset(info, data_dir)
     return model, info, ds, info.run_config, data_dir
 
@@ -91,19 +128,19 @@ def _write_history(history: list[dict], path: Path) -> None:
 
 
 def compress_run(model_dir: str | Path, out_dir: str | Path, *, data_dir: str | Path | None = None,
-                 settings: CompressSettings = CompressSettings(),
-                 schedule: CompressionSchedule = ThresholdSchedule(step_interval=40),
-                 fine_tuning: FineTuneSettings = FineTuneSettings(distill_weight=0.5),
+                 compress_config: CompressConfig = CompressConfig(),
                  progress: Callable[[dict], None] | None = None, verbose: int = 0) -> dict:
     """Compress a run's model, fine-tune the thinned model and write a run directory.
 
     Args:
-        model_dir: a `train` run of a DeepSense classifier.
+        model_dir: a `train` run of a DeepSense classifier, or of RDeepSense (classification
+            or Gaussian regression).
         out_dir: the new run directory.
         data_dir: its prepared data (default: the run's); the run's split is reused.
-        settings, schedule: the compression phase (`deepiot.compress`).
-        fine_tuning: the fine-tuning phase (`deepiot.finetune`); distillation from the
-            original model when ``distill_weight > 0``.
+        compress_config: the ``[compress]`` settings (`compression_settings`: compression,
+            `deepiot.compress`, and fine-tuning, `deepiot.finetune`, with distillation of
+            the original model's predictive distribution when ``distill_weight > 0``);
+            written with the run's own sections to config.resolved.toml.
         progress: called with each threshold step's record.
         verbose: Keras verbosity while fine-tuning.
 
@@ -111,14 +148,18 @@ def compress_run(model_dir: str | Path, out_dir: str | Path, *, data_dir: str | 
         The compression report (also written as compression_report.json).
     """
     model_dir, out = Path(model_dir), Path(out_dir)
+    settings, schedule, fine_tuning = compression_settings(compress_config)
     model, info, ds, config, data_dir = _load(model_dir, data_dir)
+    config = replace(config, compress=compress_config)
     task = config.train.task
+    objective = run_objective(config)
     arrays = split_arrays(ds, config)
     structure = read_structure(model)
     original_probs = model.predict(arrays.x_test, verbose=0, batch_size=256)
 
     result = compress(model, arrays.x, arrays.y, arrays.x_val, arrays.y_val,
-                      schedule=schedule, settings=settings, progress=progress)
+                      schedule=schedule, settings=settings, objective=objective,
+                      progress=progress)
     thinned = thin_model(result.critic, result.masks, features=ds.features,
                          config=config.model, task=task)
     before_probs = thinned.predict(arrays.x_test, verbose=0, batch_size=256)
@@ -128,18 +169,22 @@ def compress_run(model_dir: str | Path, out_dir: str | Path, *, data_dir: str | 
                    model.predict(arrays.x_val, verbose=0, batch_size=256))
     started = time.perf_counter()
     history = fine_tune(thinned, arrays.x, arrays.y, arrays.x_val, arrays.y_val, fine_tuning,
-                        teacher=teacher, verbose=verbose)
+                        objective=objective, teacher=teacher, verbose=verbose)
     fine_tune_seconds = time.perf_counter() - started
-    compile_model(thinned, config)  # saved like a `train` run, loadable without custom code
+    t = config.train  # saved like a `train` run, loadable without custom code
+    objective.compile(thinned, keras.optimizers.Adam(t.learning_rate, beta_1=t.beta_1,
+                                                     beta_2=t.beta_2))
     probs = thinned.predict(arrays.x_test, verbose=0, batch_size=256)
 
     widths = kept_widths(result.masks)
+    regression = objective.regression
+    models = {"original": summarize_model(structure, None, arrays.y_test, original_probs,
+                                          regression),
+              "compressed, before fine-tuning": summarize_model(
+                  structure, widths, arrays.y_test, before_probs, regression),
+              "compressed": summarize_model(structure, widths, arrays.y_test, probs, regression)}
     report = compression_report(
-        structure, result.masks,
-        {"original": summarize_model(structure, None, arrays.y_test, original_probs),
-         "compressed, before fine-tuning": summarize_model(structure, widths, arrays.y_test,
-                                                            before_probs),
-         "compressed": summarize_model(structure, widths, arrays.y_test, probs)},
+        structure, result.masks, models,
         source_run=str(model_dir.resolve()), stop_reason=result.stop_reason,
         threshold=round(result.threshold, 4), iterations=result.iterations,
         compress_seconds=round(result.seconds, 1),
@@ -153,12 +198,19 @@ def compress_run(model_dir: str | Path, out_dir: str | Path, *, data_dir: str | 
     (out / "compression_report.json").write_text(json.dumps(report, indent=2) + "\n")
     _write_history(result.history, out / "compression_history.csv")
     fraction = report["relative_to_original"]["compressed"]["parameters"]
+    score = objective.score_name
+
+    def before_after(metric: str) -> dict[str, list[tuple[float, float]]]:
+        return {"original (test)": [(1.0, models["original"][metric])],
+                "DeepIoT, fine-tuned (test)": [(fraction, models["compressed"][metric])]}
+
+    calibration_panels = (("nll", "coverage_90") if regression else ("nll", "ece", "brier"))
     plot_tradeoff({"compression path (validation, before fine-tuning)":
-                   [(r["parameter_fraction"], r["validation_accuracy"]) for r in result.history],
-                   "original (test)": [(1.0, report["models"]["original"]["accuracy"])],
-                   "DeepIoT, fine-tuned (test)": [(fraction,
-                                                   report["models"]["compressed"]["accuracy"])]},
-                  out / "tradeoff.png", title=f"DeepIoT: {task}, split {config.train.split}")
+                   [(r["parameter_fraction"], r[f"validation_{score}"]) for r in result.history],
+                   **before_after(score)},
+                  out / "tradeoff.png", title=f"DeepIoT: {task}, split {config.train.split}",
+                  ylabel=score,
+                  more_panels={name.upper(): before_after(name) for name in calibration_panels})
     seconds = result.seconds + fine_tune_seconds
     windows = result.iterations * settings.batch_size + len(history["loss"]) * len(arrays.x)
     replace(

@@ -120,34 +120,29 @@ def _get(model, name: str):
                                "(build it with deepsense.model.build_deepsense)") from None
 
 
-def _has(model, name: str) -> bool:
-    return any(layer.name == name for layer in model.layers)
-
-
 def read_structure(model) -> PrunableStructure:
-    """The prunable structure of a DeepSense Keras model, from its layer names.
+    """The prunable structure of a DeepSense Keras model, from its topology
+    (`deepsense.model.read_topology`).
 
     Raises:
         NotPrunableError: a layer DeepIoT needs is missing or of an unexpected kind.
     """
     import keras
 
-    sensors = [layer.name[: -len("_conv1")] for layer in model.layers
-               if layer.name.endswith("_conv1") and isinstance(layer, keras.layers.Conv2D)]
-    if not sensors:
-        raise NotPrunableError("not a DeepSense model: no per-sensor conv '<sensor>_conv1'")
-    n_convs = 1
-    while _has(model, f"{sensors[0]}_conv{n_convs + 1}"):
-        n_convs += 1
-    n_merge = 0
-    while _has(model, f"merge_conv{n_merge + 1}"):
-        n_merge += 1
-    n_gru = 0
-    while _has(model, f"gru{n_gru + 1}"):
-        n_gru += 1
-    if n_merge == 0 or n_gru == 0:
+    from deepsense.model import read_topology
+
+    try:
+        topology = read_topology(model)
+    except ValueError as error:
+        raise NotPrunableError(str(error)) from None
+    sensors = topology.sensors
+    n_convs = len(topology.sensor_convs[0])
+    if any(len(convs) != n_convs for convs in topology.sensor_convs):
+        raise NotPrunableError(f"sensors {sensors} have different numbers of convs")
+    if not topology.merge_convs or not topology.grus:
         raise NotPrunableError("not a DeepSense model: expected merge_conv1.. and gru1..")
 
+    layer_names = {layer.name for layer in model.layers}
     groups: list[UnitGroup] = []
     layers: list[WeightedLayer] = []
     group_of: dict[str, str] = {}
@@ -157,7 +152,7 @@ def read_structure(model) -> PrunableStructure:
         if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv3D)) or not layer.use_bias:
             raise NotPrunableError(f"{name}: expected a Conv2D/Conv3D with a bias")
         kernel = layer.kernel.shape
-        if not _has(model, f"{name}_bn"):
+        if f"{name}_bn" not in layer_names:
             raise NotPrunableError(f"{name}: expected a BatchNormalization '{name}_bn' after it")
         layers.append(WeightedLayer(
             name=name, kind="conv", group=group_of[name], input_group=input_group,
@@ -166,7 +161,7 @@ def read_structure(model) -> PrunableStructure:
             batch_norm=f"{name}_bn"))
 
     for index in range(1, n_convs + 1):
-        names = [f"{sensor}_conv{index}" for sensor in sensors]
+        names = [convs[index - 1] for convs in topology.sensor_convs]
         units = {int(_get(model, name).kernel.shape[-1]) for name in names}
         if index < n_convs:
             for name in names:
@@ -179,17 +174,15 @@ def read_structure(model) -> PrunableStructure:
             groups.append(UnitGroup(tied, tuple(names), units.pop()))
             group_of.update({name: tied for name in names})
         for sensor, name in zip(sensors, names):
-            conv(name, group_of[f"{sensor}_conv{index - 1}"] if index > 1 else None)
-    previous = group_of[f"{sensors[0]}_conv{n_convs}"]
-    for index in range(1, n_merge + 1):
-        name = f"merge_conv{index}"
+            conv(name, group_of[topology.convs_of(sensor)[index - 2]] if index > 1 else None)
+    previous = group_of[topology.sensor_convs[0][-1]]
+    for name in topology.merge_convs:
         groups.append(UnitGroup(name, (name,), int(_get(model, name).kernel.shape[-1])))
         group_of[name] = name
         conv(name, previous)
         previous = name
 
-    for index in range(1, n_gru + 1):
-        name = f"gru{index}"
+    for name in topology.grus:
         layer = _get(model, name)
         if not isinstance(layer, keras.layers.GRU) or not layer.cell.reset_after \
                 or not layer.cell.use_bias:
@@ -206,11 +199,11 @@ def read_structure(model) -> PrunableStructure:
             n_positions=int(layer.output.shape[1]), n_outputs=int(layer.units)))
         previous = name
 
-    logits = _get(model, "logits")
+    logits = _get(model, topology.logits)
     if not isinstance(logits, keras.layers.Dense):
-        raise NotPrunableError("logits: expected a Dense output layer")
+        raise NotPrunableError(f"{topology.logits}: expected a Dense output layer")
     layers.append(WeightedLayer(
-        name="logits", kind="dense", group=None, input_group=previous,
+        name=topology.logits, kind="dense", group=None, input_group=previous,
         n_inputs=int(logits.kernel.shape[0]), input_repeat=1, kernel_size=1, n_positions=1,
         n_outputs=int(logits.kernel.shape[1])))
     return PrunableStructure(tuple(groups), tuple(layers))

@@ -9,6 +9,10 @@ trains, saves, evaluates and exports like any DeepSense) and copies sliced weigh
   both bias rows, the kept rows of the recurrent kernel, and the kept, scaled input rows;
 - output Dense: the kept, scaled input rows.
 
+An RDeepSense model (``head_dropout`` before the output Dense) keeps its head: the thinned
+body gets the same `rdeepsense.heads.add_uncertainty_head`, so it outputs probabilities or
+[mean, variance] as the original does.
+
 The scale of a kept GRU unit applies to what the next layer reads, not to the recurrent
 state (see `deepiot.masked`), so folding it into the next layer is exact; a ReLU conv's
 scale could go either side, and goes into the next layer too.
@@ -25,7 +29,8 @@ from deepiot.masks import check_masks, kept_widths
 from deepiot.structure import PrunableStructure, WeightedLayer, read_structure
 from deepsense.config import ModelConfig
 from deepsense.data.features import FeatureConfig
-from deepsense.model import build_deepsense
+from deepsense.model import LOGITS_NAME, build_deepsense
+from rdeepsense.heads import HEAD_DROPOUT_NAME, add_uncertainty_head
 
 
 def _input_rows(layer: WeightedLayer, structure: PrunableStructure,
@@ -90,13 +95,22 @@ def thin_model(model: keras.Model, masks: Mapping[str, np.ndarray], *, features:
 
     Returns:
         ``build_deepsense(features, n_outputs, task, config, widths=...)`` with the kept
-        units' weights; its outputs equal the masked model's.
+        units' weights (and `model`'s uncertainty head, if it has one); its outputs equal
+        the masked model's.
     """
     structure = read_structure(model)
     weights = thin_weights(model, masks, structure)
-    n_outputs = structure.layer("logits").n_outputs
+    n_outputs = structure.layer(LOGITS_NAME).n_outputs
+    names = {layer.name for layer in model.layers}
+    head = HEAD_DROPOUT_NAME in names
+    if head and task == "regression":
+        n_outputs //= 2  # the Gaussian head's Dense outputs [mean (k), raw variance (k)]
     thinned = build_deepsense(features, n_outputs, task, config, unroll=unroll, name=model.name,
                               widths=structure.layer_widths(kept_widths(masks)))
+    if head:
+        thinned = add_uncertainty_head(
+            thinned, task, n_outputs, dropout=model.get_layer(HEAD_DROPOUT_NAME).rate,
+            weight_decay=config.weight_decay, name=model.name)
     for name, values in weights.items():
         thinned.get_layer(name).set_weights(values)
     return thinned

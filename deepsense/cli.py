@@ -195,6 +195,12 @@ def _print_metrics(metrics: dict) -> None:
             print(f"  uncertainty: NLL {metrics['nll']:.4f}, coverage of the 50/90/95% intervals "
                   f"{metrics['coverage_50']:.3f}/{metrics['coverage_90']:.3f}/"
                   f"{metrics['coverage_95']:.3f}")
+    if "before_compression" in metrics:
+        original = metrics["before_compression"]
+        shown = ", ".join(f"{k} {original[k]:.4f}" for k in
+                          ("accuracy", "mae", "nll", "ece", "brier", "coverage_50",
+                           "coverage_90", "coverage_95") if k in original)
+        print(f"  before compression (the original, same windows): {shown}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -208,43 +214,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- compress
-#: Weight of the original model's soft outputs when fine-tuning a thinned model.
-DISTILL_WEIGHT = 0.5
-
-
-def _compress(model: Path, out: Path, *, data: Path | None = None, target_params: float,
-              min_accuracy: float | None = None, step_interval: int, fine_tune_epochs: int,
-              distill: float = DISTILL_WEIGHT, seed: int = 0) -> dict:
-    """DeepIoT on a run directory (`compress` and `demo`), printing progress and the report."""
-    from deepiot.compress import CompressSettings
-    from deepiot.finetune import FineTuneSettings
-    from deepiot.report import format_report
-    from deepiot.run import compress_run, format_progress
-    from deepiot.schedule import ThresholdSchedule
-
-    try:
-        settings = CompressSettings(target_params=target_params, min_accuracy=min_accuracy,
-                                    seed=seed)
-        schedule = ThresholdSchedule(step_interval=step_interval)
-        fine_tuning = FineTuneSettings(epochs=fine_tune_epochs, distill_weight=distill,
-                                       seed=seed)
-    except ValueError as exc:
-        raise UsageError(f"compress: {exc}") from None
-    print(f"compressing {model} to {100 * target_params:g}% of its parameters "
-          f"({schedule.n_steps} threshold steps of {step_interval} iterations)")
-    report = compress_run(model, out, data_dir=data, settings=settings, schedule=schedule,
-                          fine_tuning=fine_tuning, verbose=2,
-                          progress=lambda record: print(format_progress(record), flush=True))
-    print(format_report(report))
-    print(f"  wrote {out}: model.keras, run.json, compression_report.json, tradeoff.png")
-    return report
-
-
 def cmd_compress(args: argparse.Namespace) -> int:
     require("tensorflow", "train")
-    _compress(args.model, args.out, data=args.data, target_params=args.target_params,
-              min_accuracy=args.min_accuracy, step_interval=args.step_interval,
-              fine_tune_epochs=args.fine_tune_epochs, distill=args.distill, seed=args.seed)
+    from deepiot.report import format_report
+    from deepiot.run import compress_run, compression_settings, format_progress
+    from deepsense.config import load_config
+
+    overrides = list(args.set or [])
+    other = [text for text in overrides if not text.startswith("compress.")]
+    if other:
+        raise UsageError(f"compress: --set takes compress.KEY=VALUE (the other sections are "
+                         f"the run's). Received: {other}")
+    for flag, key in (("target_params", "target_params"), ("min_accuracy", "min_accuracy"),
+                      ("step_interval", "step_interval"),
+                      ("fine_tune_epochs", "fine_tune_epochs"), ("distill", "distill_weight"),
+                      ("seed", "seed")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"compress.{key}={json.dumps(value)}")
+    try:  # ConfigError (unknown key, wrong type) is a ValueError too
+        config = load_config(args.config, overrides).compress
+        _, schedule, _ = compression_settings(config)
+    except ValueError as exc:
+        raise UsageError(f"compress: {exc}") from None
+    print(f"compressing {args.model} to {100 * config.target_params:g}% of its parameters "
+          f"({schedule.n_steps} threshold steps of {schedule.step_interval} iterations)")
+    report = compress_run(args.model, args.out, data_dir=args.data, compress_config=config,
+                          verbose=2,
+                          progress=lambda record: print(format_progress(record), flush=True))
+    print(format_report(report))
+    print(f"  wrote {args.out}: model.keras, run.json, config.resolved.toml, "
+          "compression_report.json, tradeoff.png")
     return 0
 
 
@@ -302,15 +302,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The whole chain on synthetic data: prepare, train, evaluate, compress, export, serve."""
+    """The whole chain on synthetic data: prepare, train RDeepSense, evaluate, compress with
+    DeepIoT, export, serve live with calibrated uncertainty."""
     require("tensorflow", "train")
-    from deepsense.config import load_config
+    from deepiot.run import compress_run, format_progress
+    from deepsense.config import CompressConfig, load_config
     from deepsense.data.prepared import prepare_recordings, save_prepared
     from deepsense.data.synthetic import ACTIVITIES, SyntheticSpec, make_recordings
     from deepsense.evaluate import evaluate_run
     from deepsense.export import export_bundle
-    from deepsense.train import fit
     from gateway.demo import run_live_demo
+    from rdeepsense.train import fit_rdeepsense
 
     out = Path(args.out)
     started = time.perf_counter()
@@ -318,6 +320,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"[1/6] synthetic IMU data: {spec.n_users} users x {len(spec.devices)} devices x "
           f"{len(ACTIVITIES)} activities x {spec.seconds_per_activity:.0f} s")
     config = load_config(None, [f"train.task=\"activity\"", "train.split=\"loso:a\"",
+                                "train.head=\"rdeepsense\"",
                                 f"train.epochs={args.epochs}", "train.learning_rate=1e-3",
                                 "features.stride_s=1.25", *(args.set or [])])
     recordings = make_recordings(spec)
@@ -326,9 +329,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     save_prepared(dataset, out / "data")
     print(f"      {len(dataset)} windows of {config.features.n_intervals} x "
           f"{config.features.interval_s} s -> {out / 'data'}")
-    print(f"[2/6] training DeepSense, activity recognition, leave user 'a' out "
+    print(f"[2/6] training DeepSense with the RDeepSense head (scoring rule w = "
+          f"{config.train.scoring_weight}), activity recognition, leave user 'a' out "
           f"({config.train.epochs} epochs max)")
-    result = fit(dataset, config, out / "run", data_path=out / "data", verbose=args.keras_verbose)
+    result = fit_rdeepsense(dataset, config, out / "run", data_path=out / "data",
+                            verbose=args.keras_verbose)
     print(f"      {result.info.parameters['trainable']:,} parameters, "
           f"{result.info.epochs_run} epochs, {result.info.train_seconds:.0f} s")
     print("[3/6] evaluating on the held-out user")
@@ -337,8 +342,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"done in {time.perf_counter() - started:.0f} s -> {out}")
         return 0
     print(f"[4/6] DeepIoT: compressing to {100 * args.target_params:.0f}% of the parameters")
-    _compress(out / "run", out / "thin", target_params=args.target_params, step_interval=5,
-              fine_tune_epochs=args.fine_tune_epochs, seed=args.seed)
+    report = compress_run(
+        out / "run", out / "thin", data_dir=out / "data", verbose=args.keras_verbose,
+        compress_config=CompressConfig(target_params=args.target_params, step_interval=5,
+                                       fine_tune_epochs=args.fine_tune_epochs, seed=args.seed),
+        progress=lambda record: print(format_progress(record), flush=True))
+    for name in ("original", "compressed"):
+        m = report["models"][name]
+        print(f"      {name:<10} {m['parameters']:>8,} parameters: accuracy {m['accuracy']:.4f}, "
+              f"NLL {m['nll']:.3f}, ECE {m['ece']:.3f}, Brier {m['brier']:.3f}")
+    thin_metrics = evaluate_run(out / "thin", out / "data")
     print("[5/6] exporting the thinned model to an edge bundle")
     bundle = export_bundle(out / "thin", out / "bundle")
     checks = json.loads((bundle / "manifest.json").read_text()).get("checks", {})
@@ -353,6 +366,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"{live['offline_accuracy']:.4f} on the same windows; gateway latency p50 "
           f"{live['latency_ms_p50']:.1f} ms, p95 {live['latency_ms_p95']:.1f} ms; bundle "
           f"{live['model_bytes']:,} bytes")
+    print(f"      calibrated uncertainty: live ECE {live['live_ece']:.4f}, offline ECE "
+          f"{live['offline_ece']:.4f} on the same windows; held-out user's test windows "
+          f"(evaluate) ECE {thin_metrics['ece']:.4f}, NLL {thin_metrics['nll']:.3f}")
     print(f"done in {time.perf_counter() - started:.0f} s -> {out} (data, run, thin, bundle)")
     return 0
 
@@ -441,20 +457,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(handler=cmd_crossval)
 
-    p = sub.add_parser("compress", help="DeepIoT: prune a run's model into a thinner dense model")
-    p.add_argument("--model", required=True, type=Path, help="run directory of a classifier")
+    p = sub.add_parser("compress", help="DeepIoT: prune a run's model into a thinner dense model",
+                       description="Settings come from [compress] (--config, --set "
+                       "compress.KEY=VALUE); the flags below override them.")
+    p.add_argument("--model", required=True, type=Path,
+                   help="run directory (DeepSense or RDeepSense; classification or "
+                   "RDeepSense regression)")
     p.add_argument("--data", type=Path, help="prepared dataset (default: the run's)")
     p.add_argument("--out", required=True, type=Path, help="run directory of the compressed model")
-    p.add_argument("--target-params", type=float, default=0.07, metavar="FRACTION",
+    p.add_argument("--config", type=Path, help="TOML file; its [compress] section is read")
+    p.add_argument("--set", action="append", metavar="compress.KEY=VALUE",
+                   help="override one [compress] setting (repeatable)")
+    p.add_argument("--target-params", type=float, metavar="FRACTION",
                    help="stop when at most this fraction of the parameters is left (0.07)")
     p.add_argument("--min-accuracy", type=float, metavar="A",
                    help="stop before validation accuracy falls under A (keep the last state above)")
-    p.add_argument("--step-interval", type=int, default=40, metavar="N",
-                   help="iterations per pruning-threshold step (the paper: 500)")
-    p.add_argument("--fine-tune-epochs", type=int, default=30)
-    p.add_argument("--distill", type=float, default=DISTILL_WEIGHT, metavar="W",
-                   help="weight of the original model's soft outputs when fine-tuning (0: off)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--step-interval", type=int, metavar="N",
+                   help="iterations per pruning-threshold step (40; the paper: 500)")
+    p.add_argument("--fine-tune-epochs", type=int, help="(30)")
+    p.add_argument("--distill", type=float, metavar="W",
+                   help="weight of the original model's predictive distribution when "
+                   "fine-tuning (0.5; 0: off)")
+    p.add_argument("--seed", type=int)
     p.set_defaults(handler=cmd_compress)
 
     p = sub.add_parser("export", help="a run -> an edge bundle (manifest, weights, LiteRT)")

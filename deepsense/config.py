@@ -1,9 +1,10 @@
 """Run configuration: typed, frozen dataclasses loaded from one TOML file plus overrides.
 
 Sections: ``[features]`` (how windows are made, fixed at `prepare` time), ``[model]``,
-``[train]``. Unknown keys or values of the wrong type raise ConfigError, naming the key.
-Every run writes its resolved configuration as ``config.resolved.toml``. `load_section`
-reads any other section with the same rules (``[gateway]``: `gateway.config.GatewayConfig`).
+``[train]``, ``[compress]`` (DeepIoT, read by `compress`). Unknown keys or values of the
+wrong type raise ConfigError, naming the key. Every run (`train` and `compress`) writes its
+resolved configuration as ``config.resolved.toml``. `load_section` reads any other section
+with the same rules (``[gateway]``: `gateway.config.GatewayConfig`).
 """
 
 from __future__ import annotations
@@ -154,12 +155,58 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class CompressConfig:
+    """DeepIoT compression (`deepsense compress`, deepiot/): settings of its three phases.
+
+    Attributes:
+        target_params: stop when at most this fraction of the trainable parameters is left.
+        min_accuracy: classification only: stop before the validation accuracy of the
+            masked model falls under this floor (the last state above it is kept).
+        final_threshold: the pruning threshold tau rises from 0 to this (the paper: 0.825)...
+        n_steps: ...in this many equal steps (the paper: 33)...
+        step_interval: ...one every this many iterations (the paper: 500; 40 fits a
+            30-minute run on 2 cores).
+        patience_steps: threshold steps to wait for the target after the staircase ends.
+        extend_steps: then keep raising the threshold by its last increment for at most
+            this many steps (0: none; the threshold is then raised at once to the target).
+        batch_size: windows per compression iteration.
+        critic_learning_rate: Adam step of the critic (beta 0.5 / 0.9).
+        compressor_learning_rate: RMSProp step of the compressor (1e-2: see BENCHMARKS.md,
+            DeepIoT: at 1e-3 the keep probabilities barely separate in a short run).
+        fine_tune_epochs: maximum epochs of fine-tuning the thinned model.
+        fine_tune_learning_rate: its Adam step.
+        distill_weight: weight of distilling the original's predictive distribution
+            (probabilities, or Gaussian mean and variance) while fine-tuning; 0: labels only.
+        distill_temperature: softmax temperature of that distillation (classes only).
+        seed: seeds batches, masks, the compressor and fine-tuning.
+    """
+
+    target_params: float = 0.07
+    min_accuracy: float | None = None
+    final_threshold: float = 0.825
+    n_steps: int = 33
+    step_interval: int = 40
+    patience_steps: int = 2
+    extend_steps: int = 0
+    batch_size: int = 32
+    critic_learning_rate: float = 1e-4
+    compressor_learning_rate: float = 1e-2
+    fine_tune_epochs: int = 30
+    fine_tune_learning_rate: float = 1e-3
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class RunConfig:
-    """Everything a run needs; [features] is informative here (it is fixed by `prepare`)."""
+    """Everything a run needs; [features] is informative here (it is fixed by `prepare`);
+    [compress] is read by `compress` only."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    compress: CompressConfig = field(default_factory=CompressConfig)
 
 
 def _check_positive(name: str, value: Any) -> None:
@@ -223,7 +270,8 @@ def _build(cls: type, section: str, values: Mapping[str, Any]) -> Any:
         raise ConfigError(f"[{section}] {exc}") from None
 
 
-SECTIONS = {"model": ModelConfig, "train": TrainConfig, "features": FeatureConfig}
+SECTIONS = {"model": ModelConfig, "train": TrainConfig, "features": FeatureConfig,
+            "compress": CompressConfig}
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

@@ -21,6 +21,8 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path | None = None, *,
     ``reliability_diagram.png`` into `out_dir` (default: the run directory). Returns the
     metrics: calibration (NLL, ECE, Brier) for every classifier; NLL and the coverage of the
     50/90/95% intervals for regression models that predict a variance (run.json ``outputs``).
+    For a compressed run evaluated on its own split, ``before_compression`` holds the same
+    metrics of the uncompressed original on the same windows (from its compression report).
     """
     model, info = load_run(run_dir)
     ds, data_dir = resolve_dataset(info, data_dir)
@@ -32,6 +34,9 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path | None = None, *,
     metrics = score_outputs(y_true, outputs, task, info.outputs["layout"], info.class_names)
     metrics.update({"task": task, "head": info.head, "split": split,
                     "data": str(Path(data_dir).resolve()), "model": str(Path(run_dir).resolve())})
+    if info.compression and split == info.split:
+        report = json.loads((Path(run_dir) / info.compression["report"]).read_text())
+        metrics["before_compression"] = report["models"]["original"]
     out = Path(out_dir or run_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

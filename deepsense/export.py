@@ -31,6 +31,7 @@ import numpy as np
 
 from deepsense import __version__
 from deepsense.data.features import FeatureConfig
+from deepsense.model import read_topology
 from deepsense.run import RunInfo, load_run, resolve_dataset, split_rows
 from edge.bundle import (FORMAT, MANIFEST, SCALE, SCHEMA_VERSION, TFLITE, WEIGHT_DTYPES,
                          WEIGHTS, read_bundle, sha256_bytes)
@@ -62,10 +63,6 @@ def _fold_batchnorm(model: keras.Model, name: str) -> tuple[np.ndarray, np.ndarr
     return (kernel * scale).astype(np.float32), folded_bias.astype(np.float32)
 
 
-def _has_layer(model: keras.Model, name: str) -> bool:
-    return any(layer.name == name for layer in model.layers)
-
-
 def graph_and_weights(model: keras.Model, features: FeatureConfig
                       ) -> tuple[dict, dict[str, np.ndarray]]:
     """The bundle graph of a DeepSense-family model and its folded float32 weights.
@@ -80,32 +77,24 @@ def graph_and_weights(model: keras.Model, features: FeatureConfig
         raise ValueError(f"cannot export layers {unknown}; a bundle holds DeepSense models "
                          "(per-sensor convs, merge convs, GRUs, masked mean, dense head)")
     weights: dict[str, np.ndarray] = {}
+    topology = read_topology(model)
     sensors = []
     for sensor in features.sensors:
         piece = model.get_layer(f"{sensor}_slice")
-        convs, index = [], 1
-        while _has_layer(model, f"{sensor}_conv{index}"):
-            name = f"{sensor}_conv{index}"
+        convs = []
+        for name in topology.convs_of(sensor):
             kernel, bias = _fold_batchnorm(model, name)
             weights[f"{name}.kernel"], weights[f"{name}.bias"] = kernel[0], bias  # (k, Ci, Co)
             convs.append({"name": name, "stride": int(model.get_layer(name).strides[1])})
-            index += 1
         sensors.append({"name": sensor, "start": int(piece.start), "size": int(piece.size),
                         "convs": convs})
-    merge_convs, index = [], 1
-    while _has_layer(model, f"merge_conv{index}"):
-        name = f"merge_conv{index}"
+    for name in topology.merge_convs:
         if model.get_layer(name).padding != "same":
             raise ValueError(f"{name}: the edge runtime implements 'same' merge convs")
         kernel, bias = _fold_batchnorm(model, name)
         weights[f"{name}.kernel"], weights[f"{name}.bias"] = kernel[0], bias  # (kh, kw, Ci, Co)
-        merge_convs.append(name)
-        index += 1
-    grus, index = [], 1
-    while _has_layer(model, f"gru{index}"):
-        name = f"gru{index}"
-        layer = model.get_layer(name)
-        cell = layer.cell
+    for name in topology.grus:
+        cell = model.get_layer(name).cell
         if not (cell.reset_after and cell.use_bias and cell.activation is keras.activations.tanh
                 and cell.recurrent_activation is keras.activations.sigmoid):
             raise ValueError(f"{name}: the edge runtime implements GRUs with reset_after=True, "
@@ -113,16 +102,16 @@ def graph_and_weights(model: keras.Model, features: FeatureConfig
         weights[f"{name}.kernel"] = cell.kernel.numpy()
         weights[f"{name}.recurrent_kernel"] = cell.recurrent_kernel.numpy()
         weights[f"{name}.bias"] = cell.bias.numpy()
-        grus.append(name)
-        index += 1
-    dense = model.get_layer("logits")
-    weights["logits.kernel"], weights["logits.bias"] = dense.kernel.numpy(), dense.bias.numpy()
-    last = model.layers[-1]
-    head = {"name": "logits", "activation": {"Softmax": "softmax", "GaussianHead": "gaussian",
+    logits = topology.logits
+    dense = model.get_layer(logits)
+    weights[f"{logits}.kernel"], weights[f"{logits}.bias"] = dense.kernel.numpy(), dense.bias.numpy()
+    last = model.get_layer(topology.output)
+    head = {"name": logits, "activation": {"Softmax": "softmax", "GaussianHead": "gaussian",
                                              "Dense": "linear"}[type(last).__name__]}
     if head["activation"] == "gaussian":
         head.update(min_variance=last.min_variance, max_variance=last.max_variance)
-    graph = {"sensors": sensors, "merge_convs": merge_convs, "grus": grus, "head": head}
+    graph = {"sensors": sensors, "merge_convs": list(topology.merge_convs),
+             "grus": list(topology.grus), "head": head}
     return graph, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
 
 

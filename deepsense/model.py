@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 from typing import Mapping
 
 import keras
@@ -101,6 +102,65 @@ def build_deepsense(features: FeatureConfig, n_outputs: int, task: str = "activi
     if task != "regression":
         x = keras.layers.Softmax(name="probabilities")(x)
     return keras.Model(inputs, x, name=name)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Which named layers a DeepSense-family model has, in forward order.
+
+    Attributes:
+        sensors: sensor names, in the order of their first convs in the model.
+        sensor_convs: per sensor (same order), its conv names ``<sensor>_conv1..``; every
+            sensor has the same number.
+        merge_convs: ``merge_conv1..``.
+        grus: ``gru1..``.
+        gru_dropouts: the dropout after each GRU, ``gru<i>_dropout`` (same length as `grus`).
+        logits: the output Dense, `LOGITS_NAME`.
+        output: the last layer (``probabilities``, ``logits``, or a head's output layer).
+    """
+
+    sensors: tuple[str, ...]
+    sensor_convs: tuple[tuple[str, ...], ...]
+    merge_convs: tuple[str, ...]
+    grus: tuple[str, ...]
+    gru_dropouts: tuple[str, ...]
+    logits: str
+    output: str
+
+    def convs_of(self, sensor: str) -> tuple[str, ...]:
+        """Conv names of one sensor."""
+        return self.sensor_convs[self.sensors.index(sensor)]
+
+
+def _numbered(names: set[str], prefix: str, suffix: str = "") -> tuple[str, ...]:
+    """``prefix1suffix``, ``prefix2suffix``, ... while present in `names`."""
+    found, index = [], 1
+    while f"{prefix}{index}{suffix}" in names:
+        found.append(f"{prefix}{index}{suffix}")
+        index += 1
+    return tuple(found)
+
+
+def read_topology(model: keras.Model) -> Topology:
+    """The topology of a model built by `build_deepsense` (and heads added to it), read from
+    the layer names this module gives.
+
+    Raises:
+        ValueError: no per-sensor conv ``<sensor>_conv1`` (a Conv2D).
+    """
+    names = {layer.name for layer in model.layers}
+    sensors = tuple(layer.name[: -len("_conv1")] for layer in model.layers
+                    if layer.name.endswith("_conv1") and isinstance(layer, keras.layers.Conv2D))
+    if not sensors:
+        raise ValueError(f"model {model.name!r} is not a DeepSense model: no per-sensor conv "
+                         "'<sensor>_conv1' (build it with deepsense.model.build_deepsense)")
+    grus = _numbered(names, "gru")
+    return Topology(
+        sensors=sensors,
+        sensor_convs=tuple(_numbered(names, f"{sensor}_conv") for sensor in sensors),
+        merge_convs=_numbered(names, "merge_conv"), grus=grus,
+        gru_dropouts=tuple(f"{gru}_dropout" for gru in grus if f"{gru}_dropout" in names),
+        logits=LOGITS_NAME, output=model.layers[-1].name)
 
 
 def layer_widths(features: FeatureConfig, config: ModelConfig,

@@ -6,8 +6,9 @@ summary = run_live_demo("demo-output/bundle", held_out_recordings, workdir="demo
 ```
 
 Each recording is replayed as its own device (``<device>-<label>``) so that its windows are
-exactly the windows `make_windows` cuts from it; the live accuracy is then checked against
-the offline accuracy of the same bundle on the same windows.
+exactly the windows `make_windows` cuts from it; the live accuracy and calibration (ECE of
+the published probabilities) are then checked against the offline ones of the same bundle
+on the same windows.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 from deepsense.data.features import make_windows
 from deepsense.data.recording import Recording
+from edge.calibration import expected_calibration_error
 from edge.runtime import load_bundle
 from gateway.broker import start_local_broker
 from gateway.client import connect_client
@@ -53,20 +55,20 @@ def run_live_demo(bundle: str | Path, recordings: Sequence[Recording], workdir: 
 
     Returns:
         ``n_windows``, ``n_predictions``, ``live_accuracy``, ``offline_accuracy``,
-        ``latency_ms_p50``/``p95`` (gateway: message in -> prediction out), ``model_bytes``,
+        ``live_ece``, ``offline_ece`` (expected calibration error of the predicted
+        probabilities, 15 bins), ``latency_ms_p50``/``p95`` (gateway: message in -> prediction out), ``model_bytes``,
         ``broker`` (which broker ran).
     """
     model = load_bundle(bundle)
     expected: dict[str, str] = {}
-    offline_hits = 0
+    offline_probs: list[np.ndarray] = []
     named = []
     for rec in recordings:
         device = f"{rec.device}-{rec.label}"
         named.append((device, rec))
         windows = make_windows(rec, model.features)
         if len(windows.x):
-            labels = np.array(model.class_names)[model.predict(windows.x).argmax(axis=1)]
-            offline_hits += int((labels == rec.label).sum())
+            offline_probs.append(model.predict(windows.x))
         for start in windows.start_s:
             expected[window_id(device, start)] = rec.label
     topics = Topics("demo", "demo")
@@ -108,10 +110,20 @@ def run_live_demo(bundle: str | Path, recordings: Sequence[Recording], workdir: 
         broker.stop()
     live = [p for wid, p in received.items() if wid in expected]
     latencies = [p["latency_ms"] for p in live]
+    index = {name: i for i, name in enumerate(model.class_names)}
+    offline_y = np.array([index[label] for label in expected.values()], np.int64)
+    offline = np.concatenate(offline_probs) if offline_probs else np.zeros((0, len(index)))
+    live_y = np.array([index[expected[p["window_id"]]] for p in live], np.int64)
+    live_probs = np.array([[p["probs"][name] for name in model.class_names] for p in live])
     return {"n_windows": len(expected), "n_predictions": len(live),
             "live_accuracy": float(np.mean([p["label"] == expected[p["window_id"]]
                                             for p in live])) if live else float("nan"),
-            "offline_accuracy": offline_hits / max(len(expected), 1),
+            "offline_accuracy": float(np.sum(offline.argmax(axis=1) == offline_y))
+            / max(len(expected), 1),
+            "live_ece": expected_calibration_error(live_y, live_probs) if live
+            else float("nan"),
+            "offline_ece": expected_calibration_error(offline_y, offline) if len(offline)
+            else float("nan"),
             "latency_ms_p50": float(np.percentile(latencies, 50)) if live else float("nan"),
             "latency_ms_p95": float(np.percentile(latencies, 95)) if live else float("nan"),
             "model_bytes": model.manifest.get("size_bytes"), "broker": type(broker).__name__}

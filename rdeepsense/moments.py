@@ -21,12 +21,11 @@ model and costs one forward pass.
 from __future__ import annotations
 
 import math
-import re
 
 import keras
 from keras import ops
 
-from deepsense.model import LOGITS_NAME
+from deepsense.model import read_topology
 from rdeepsense.heads import GAUSSIAN_NAME, HEAD_DROPOUT_NAME, bounded_variance
 
 OUTPUT_KINDS = ("probabilities", "gaussian")
@@ -125,11 +124,12 @@ def build_moment_model(model: keras.Model) -> keras.Model:
         ValueError: no ``gru<N>_dropout`` or ``logits`` layer, or a plain regression model.
     """
     names = {layer.name: layer for layer in model.layers}
-    grus = sorted(int(m.group(1)) for n in names if (m := re.fullmatch(r"gru(\d+)_dropout", n)))
-    if not grus or LOGITS_NAME not in names:
+    topology = read_topology(model)
+    if (not topology.grus or len(topology.gru_dropouts) != len(topology.grus)
+            or topology.logits not in names):
         raise ValueError(f"model {model.name!r} expected DeepSense layers 'gru<N>_dropout' and "
-                         f"{LOGITS_NAME!r}; build it with build_deepsense/add_uncertainty_head")
-    last = grus[-1]
+                         f"{topology.logits!r}; build it with build_deepsense/add_uncertainty_head")
+    last = topology.grus[-1]
     if GAUSSIAN_NAME in names:
         kind = "gaussian"
         bounds = {"min_variance": names[GAUSSIAN_NAME].min_variance,
@@ -139,11 +139,11 @@ def build_moment_model(model: keras.Model) -> keras.Model:
     else:
         raise ValueError("moment propagation needs class probabilities or a GaussianHead; "
                          f"model {model.name!r} ends in {model.layers[-1].name!r}")
-    dense = names[LOGITS_NAME]
+    dense = names[topology.logits]
     head = DropoutMomentHead(
-        dense.units, names[f"gru{last}_dropout"].rate,
+        dense.units, names[topology.gru_dropouts[-1]].rate,
         names[HEAD_DROPOUT_NAME].rate if HEAD_DROPOUT_NAME in names else 0.0, kind,
         name="moment_head", **bounds)
-    outputs = head(names[f"gru{last}"].output, names["interval_mask"].output)
+    outputs = head(names[last].output, names["interval_mask"].output)
     head.set_weights(dense.get_weights())
     return keras.Model(model.inputs, outputs, name=f"{model.name}_moments")

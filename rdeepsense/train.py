@@ -49,15 +49,22 @@ def build_compiled_rdeepsense(ds: PreparedDataset, config: RunConfig,
     base = build_deepsense(ds.features, n_outputs, t.task, config.model)
     model = add_uncertainty_head(base, t.task, n_outputs, dropout=HEAD_DROPOUT,
                                  weight_decay=config.model.weight_decay)
-    optimizer = keras.optimizers.Adam(t.learning_rate, beta_1=t.beta_1, beta_2=t.beta_2)
-    if t.task == "regression":
-        model.compile(optimizer, loss=GaussianScoringLoss(t.scoring_weight),
+    compile_rdeepsense(model, t.task, t.scoring_weight,
+                       keras.optimizers.Adam(t.learning_rate, beta_1=t.beta_1, beta_2=t.beta_2))
+    return model
+
+
+def compile_rdeepsense(model: keras.Model, task: str, scoring_weight: float,
+                       optimizer: keras.optimizers.Optimizer) -> None:
+    """Compile a model with an uncertainty head: the scoring rule of weight `scoring_weight`,
+    and accuracy (classification) or the MAE of the mean (regression)."""
+    if task == "regression":
+        model.compile(optimizer, loss=GaussianScoringLoss(scoring_weight),
                       metrics=[keras.metrics.MeanMetricWrapper(gaussian_mean_absolute_error,
                                                                name="mae")])
     else:
-        model.compile(optimizer, loss=ClassificationScoringLoss(t.scoring_weight),
+        model.compile(optimizer, loss=ClassificationScoringLoss(scoring_weight),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-    return model
 
 
 def fit_rdeepsense(ds: PreparedDataset, config: RunConfig, run_dir: str | Path,

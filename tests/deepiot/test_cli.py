@@ -6,6 +6,7 @@ import pytest
 from deepiot.cost import model_cost
 from deepiot.structure import read_structure
 from deepsense.cli import main
+from deepsense.config import load_config
 from deepsense.data.features import FeatureConfig
 from deepsense.data.prepared import prepare_recordings, save_prepared
 from deepsense.data.synthetic import ACTIVITIES, SyntheticSpec, make_recordings
@@ -48,6 +49,9 @@ def test_compress_then_evaluate_from_the_command_line(trained_run, tmp_path, cap
     report = json.loads((out / "compression_report.json").read_text())
     assert set(report["models"]) == {"original", "compressed, before fine-tuning", "compressed"}
     assert (out / "tradeoff.png").stat().st_size > 0
+    resolved = load_config(out / "config.resolved.toml")
+    assert (resolved.compress.step_interval, resolved.compress.fine_tune_epochs) == (1, 1)
+    assert resolved.model == load_run(trained_run)[1].run_config.model
     assert main(["evaluate", "--model", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"] == "loso:b"
@@ -55,7 +59,11 @@ def test_compress_then_evaluate_from_the_command_line(trained_run, tmp_path, cap
 
 
 @pytest.mark.parametrize("flag, value", [("--target-params", "1.5"), ("--distill", "-1"),
-                                         ("--step-interval", "0")])
+                                         ("--step-interval", "0"),
+                                         ("--set", "compress.n_steps=0"),
+                                         ("--set", "compress.n_step=3"),
+                                         ("--set", "compress.seed=1.5"),
+                                         ("--set", "train.epochs=3")])
 def test_compress_rejects_bad_settings_with_exit_2(trained_run, tmp_path, capsys, flag, value):
     assert main(["compress", "--model", str(trained_run), "--out", str(tmp_path),
                  flag, value]) == 2
@@ -65,3 +73,30 @@ def test_compress_rejects_bad_settings_with_exit_2(trained_run, tmp_path, capsys
 def test_compress_of_a_missing_run_exits_1(tmp_path, capsys):
     assert main(["compress", "--model", str(tmp_path / "none"), "--out", str(tmp_path)]) == 1
     assert "not a run directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", ["activity", "regression"])
+def test_compress_takes_rdeepsense_runs_and_keeps_the_head(trained_run, tmp_path, task):
+    data = load_run(trained_run)[1].data_path
+    source, out = tmp_path / "run", tmp_path / "thin"
+    assert main(["train", "--data", data, "--out", str(source), "--epochs", "1",
+                 "--split", "loso:b", "--head", "rdeepsense", "--task", task, *TINY_MODEL]) == 0
+    assert main(["compress", "--model", str(source), "--out", str(out),
+                 "--target-params", "0.5", "--step-interval", "1",
+                 "--fine-tune-epochs", "1"]) == 0
+    info = json.loads((out / "run.json").read_text())
+    assert (info["kind"], info["head"]) == ("deepiot", "rdeepsense")
+    assert info["outputs"] == json.loads((source / "run.json").read_text())["outputs"]
+    report = json.loads((out / "compression_report.json").read_text())
+    keys = ({"mae", "nll", "coverage_50", "coverage_90", "coverage_95"} if task == "regression"
+            else {"accuracy", "nll", "ece", "brier"})
+    for name in ("original", "compressed"):
+        assert keys <= set(report["models"][name])
+    history = report["history"][-1]
+    assert ("validation_mae" if task == "regression" else "validation_accuracy") in history
+    model, _ = load_run(out)
+    assert model.layers[-1].name == ("mean_variance" if task == "regression" else "probabilities")
+    assert main(["evaluate", "--model", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert np.isclose(metrics["nll"], report["models"]["compressed"]["nll"], atol=1e-3)
+    assert metrics["before_compression"] == report["models"]["original"]

@@ -1,6 +1,6 @@
 import pytest
 
-from deepiot.schedule import CompressionSchedule, ThresholdSchedule
+from deepiot.schedule import CompressionSchedule, ExtendedSchedule, ThresholdSchedule
 
 
 def test_threshold_staircase_follows_the_paper():
@@ -28,3 +28,16 @@ def test_schedule_config_round_trip():
 def test_schedule_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError, match="ThresholdSchedule expected"):
         ThresholdSchedule(**kwargs)
+
+
+def test_the_schedule_owns_when_compression_checks():
+    base = ThresholdSchedule(final=0.4, n_steps=4, step_interval=5)  # +0.1 every 5
+    run = ExtendedSchedule(base, patience_steps=2, extend_steps=3, max_threshold=0.65)
+    assert run.end_iteration == 20 + 2 * 5 + 3 * 5
+    assert [run(i) for i in (0, 19, 20, 29)] == pytest.approx([0.0, 0.3, 0.4, 0.4])
+    assert [run(i) for i in (30, 35, 40, 1000)] == pytest.approx([0.5, 0.6, 0.65, 0.65])
+    # every step's end, then every iteration once the schedule is over
+    assert [i for i in range(1, 50) if run.is_check(i)] == list(range(5, 45, 5)) + \
+        list(range(45, 50))
+    assert not ExtendedSchedule(ThresholdSchedule(final=0.0, n_steps=1, step_interval=5),
+                                extend_steps=3).extend_steps  # nothing to extend

@@ -73,3 +73,22 @@ def test_masks_that_remove_a_whole_group_are_refused(tiny_model, features, tiny_
     masks["gru2"][:] = 0.0
     with pytest.raises(ValueError, match="removes every unit"):
         thin_model(tiny_model, masks, features=features, config=tiny_config, task="activity")
+
+
+@pytest.mark.parametrize("task, n_outputs", [("activity", 6), ("regression", 1)])
+def test_thinned_rdeepsense_model_keeps_its_head(features, tiny_config, windows, rng, task,
+                                                 n_outputs):
+    from rdeepsense.heads import add_uncertainty_head
+
+    base = build_deepsense(features, n_outputs, task, tiny_config)
+    model = add_uncertainty_head(base, task, n_outputs, dropout=0.3)
+    randomize_batch_norm(model, rng)
+    structure = read_structure(model)
+    masks = random_masks(structure, rng, 0.5)
+    thinned = thin_model(model, masks, features=features, config=tiny_config, task=task)
+    expected = MaskedNetwork(model, structure).predict(windows, masks)
+    got = np.asarray(thinned(windows, training=False))
+    assert got.shape == (len(windows), 6 if task == "activity" else 2)
+    assert np.max(np.abs(got - expected)) <= 1e-5
+    assert [layer.name for layer in thinned.layers] == [layer.name for layer in model.layers]
+    assert thinned.get_layer("head_dropout").rate == 0.3

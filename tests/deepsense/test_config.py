@@ -49,3 +49,16 @@ def test_learning_rate_plateau_patience_is_checked():
     assert load_config(None, ["train.lr_plateau_patience=0"]).train.lr_plateau_patience == 0
     with pytest.raises(ConfigError, match="lr_plateau_patience"):
         load_config(None, ["train.lr_plateau_patience=-1"])
+
+
+def test_compress_section_is_typed_like_the_others(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[compress]\ntarget_params = 0.05\nstep_interval = 500\n")
+    config = load_config(path, ["compress.distill_weight=0"])
+    assert (config.compress.target_params, config.compress.step_interval,
+            config.compress.distill_weight) == (0.05, 500, 0.0)
+    assert "[compress]" in config_to_toml(config)
+    with pytest.raises(ConfigError, match="compress.n_step"):
+        load_config(None, ["compress.n_step=3"])
+    with pytest.raises(ConfigError, match="compress.seed expected an integer"):
+        load_config(None, ["compress.seed=1.5"])

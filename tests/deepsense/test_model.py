@@ -5,7 +5,7 @@ import pytest
 from deepsense.config import ModelConfig
 from deepsense.data.features import FeatureConfig
 from deepsense.layers import IntervalMask, MaskedTemporalMean, SensorSlice
-from deepsense.model import build_deepsense, count_parameters
+from deepsense.model import LOGITS_NAME, build_deepsense, count_parameters, read_topology
 
 
 def test_default_model_matches_the_released_hhar_code_size():
@@ -84,3 +84,23 @@ def test_masked_mean_of_an_empty_window_is_zero_not_nan():
 def test_build_rejects_too_few_features_for_the_convs():
     with pytest.raises(ValueError):
         build_deepsense(FeatureConfig(n_points=2), 6)
+
+
+def test_read_topology_names_every_layer_group(tiny_model_config):
+    features = FeatureConfig(sensors=("acc", "gyro"))
+    model = build_deepsense(features, 6, "activity", tiny_model_config)
+    topology = read_topology(model)
+    assert topology.sensors == ("acc", "gyro")
+    assert topology.convs_of("gyro") == ("gyro_conv1", "gyro_conv2", "gyro_conv3")
+    assert topology.merge_convs == ("merge_conv1", "merge_conv2", "merge_conv3")
+    assert topology.grus == ("gru1", "gru2")
+    assert topology.gru_dropouts == ("gru1_dropout", "gru2_dropout")
+    assert (topology.logits, topology.output) == (LOGITS_NAME, "probabilities")
+    assert read_topology(build_deepsense(features, 1, "regression", tiny_model_config)).output \
+        == LOGITS_NAME
+
+
+def test_read_topology_rejects_other_models():
+    inputs = keras.Input((4,))
+    with pytest.raises(ValueError, match="no per-sensor conv"):
+        read_topology(keras.Model(inputs, keras.layers.Dense(2)(inputs)))

@@ -40,16 +40,18 @@ def _train(work, name: str, *flags: str):
 
 @pytest.fixture(scope="session")
 def runs(edge_work):
-    """Run directories by kind: plain, rdeepsense (classification), regression, thinned."""
+    """Run directories by kind: plain, rdeepsense (classification), regression, and
+    DeepIoT-thinned plain, rdeepsense and regression runs."""
     made = {"plain": _train(edge_work, "plain"),
             "rdeepsense": _train(edge_work, "rdeepsense", "--head", "rdeepsense"),
             "regression": _train(edge_work, "regression", "--head", "rdeepsense",
                                  "--task", "regression")}
-    thinned = edge_work / "thinned"
-    assert main(["compress", "--model", str(made["plain"]), "--out", str(thinned),
-                 "--target-params", "0.5", "--step-interval", "2",
-                 "--fine-tune-epochs", "1"]) == 0
-    made["thinned"] = thinned
+    for kind, source in (("thinned", "plain"), ("thinned-rdeepsense", "rdeepsense"),
+                         ("thinned-regression", "regression")):
+        made[kind] = edge_work / kind
+        assert main(["compress", "--model", str(made[source]), "--out", str(made[kind]),
+                     "--target-params", "0.5", "--step-interval", "2",
+                     "--fine-tune-epochs", "1"]) == 0
     return made
 
 

@@ -67,4 +67,9 @@ def test_demo_runs_the_whole_chain(tmp_path, capsys):
     accuracies = printed.split("live accuracy ")[1].split(" on the same")[0]
     live_accuracy, offline_accuracy = accuracies.split(" = offline ")
     assert live_accuracy == offline_accuracy
+    eces = printed.split("live ECE ")[1].split(" on the same")[0]
+    live_ece, offline_ece = eces.split(", offline ECE ")
+    assert live_ece == offline_ece
     assert (tmp_path / "bundle.zip").exists() and (tmp_path / "thin" / "run.json").exists()
+    thin = json.loads((tmp_path / "thin" / "run.json").read_text())
+    assert (thin["kind"], thin["head"]) == ("deepiot", "rdeepsense")

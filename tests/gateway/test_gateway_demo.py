@@ -19,5 +19,6 @@ def test_live_demo_accuracy_equals_offline(bundle, mosquitto_binary, tmp_path):
     assert summary["broker"] == "Mosquitto"
     assert summary["n_predictions"] == summary["n_windows"] >= 6
     assert summary["live_accuracy"] == pytest.approx(summary["offline_accuracy"])
+    assert 0 <= summary["live_ece"] == pytest.approx(summary["offline_ece"], abs=1e-4)
     assert len(lines) == 3 and "live" in lines[0]
     assert summary["model_bytes"] > 0
