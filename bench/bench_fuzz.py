@@ -43,7 +43,7 @@ from report import markdown_table, write_section  # noqa: E402
 
 from edge.runtime import load_bundle  # noqa: E402
 from gateway.broker import Mosquitto  # noqa: E402
-from gateway.client import connect_client  # noqa: E402
+from gateway.client import open_client  # noqa: E402
 from gateway.config import GatewayConfig  # noqa: E402
 from gateway.fuzz import (MESSAGE_REASONS, SAMPLE_REASONS, expected_window_ids,  # noqa: E402
                           plan_fuzz)
@@ -68,7 +68,7 @@ class Collector:
     def __init__(self, url: str, topic: str, client_id: str):
         self.messages: list[tuple[str, bytes]] = []
         self.lock = threading.Lock()
-        self.client = connect_client(url, client_id, clean_session=False)
+        self.client = open_client(url, client_id, clean_session=False)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.reconnect_delay_set(1, 2)
@@ -143,7 +143,7 @@ def run(bundle: Path, n_messages: int, work: Path) -> dict:
             rss_start = rss_mib(gateway.pid)
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
-            client = connect_client(broker.url, "fuzzer")
+            client = open_client(broker.url, "fuzzer")
             t0 = time.perf_counter()
             pending = []
             for topic, payload in plan.messages:

@@ -47,7 +47,7 @@ from deepsense.data.recording import Recording, SensorStream  # noqa: E402
 from deepsense.data.synthetic import SyntheticSpec, make_recording  # noqa: E402
 from edge.runtime import load_bundle  # noqa: E402
 from gateway.broker import Mosquitto  # noqa: E402
-from gateway.client import connect_client  # noqa: E402
+from gateway.client import open_client  # noqa: E402
 from gateway.replay import plan_messages, replay  # noqa: E402
 from gateway.topics import Topics  # noqa: E402
 
@@ -142,7 +142,7 @@ def main() -> None:
 
             threading.Thread(target=sample, daemon=True).start()
             time.sleep(3)
-            client = connect_client(broker.url, "soak-replay", clean_session=False)
+            client = open_client(broker.url, "soak-replay", clean_session=False)
             client.reconnect_delay_set(1, 2)
             unacknowledged = []
 
@@ -174,7 +174,7 @@ def main() -> None:
                 filler.unlink()
                 events.append((time.monotonic() - t0, "spool disk freed"))
             at(0.75, "unsigned OTA announcement")
-            operator = connect_client(broker.url, "soak-operator")
+            operator = open_client(broker.url, "soak-operator")
             operator.publish(topics.model, json.dumps({"sha256": "0" * 64,
                                                        "url": "https://x/"}), qos=1)
             operator.disconnect()

@@ -44,18 +44,11 @@ def make_client(broker: str, client_id: str = "", *, clean_session: bool = True,
     return client, host, port
 
 
-@contextmanager
-def connect_client(broker: str, client_id: str = "", *, clean_session: bool = True,
-                   ca_file: str | None = None, username: str | None = None,
-                   password: str | None = None, timeout_s: float = 10.0
-                   ) -> Iterator[mqtt.Client]:
-    """A connected paho client (see `make_client`) with its network loop running, for a
-    ``with`` block; it is disconnected and its loop stopped when the block ends.
-
-    ```python
-    with connect_client("mqtt://127.0.0.1:1883", "replay") as client:
-        client.publish("sense/v1/phone1/raw/acc", payload, qos=1)
-    ```
+def open_client(broker: str, client_id: str = "", *, clean_session: bool = True,
+                ca_file: str | None = None, username: str | None = None,
+                password: str | None = None, timeout_s: float = 10.0) -> mqtt.Client:
+    """A connected paho client (see `make_client`) with its network loop running; the caller
+    disconnects it and stops its loop (`connect_client` does that for a ``with`` block).
 
     paho reconnects it by itself and re-sends unacknowledged QoS 1 messages.
 
@@ -78,6 +71,19 @@ def connect_client(broker: str, client_id: str = "", *, clean_session: bool = Tr
         client.disconnect()
         raise ConnectionError(f"broker {host}:{port} did not accept the client "
                               f"within {timeout_s} s")
+    return client
+
+
+@contextmanager
+def connect_client(broker: str, client_id: str = "", **options) -> Iterator[mqtt.Client]:
+    """`open_client` for a ``with`` block: disconnected, its loop stopped, when it ends.
+
+    ```python
+    with connect_client("mqtt://127.0.0.1:1883", "replay") as client:
+        client.publish("sense/v1/phone1/raw/acc", payload, qos=1)
+    ```
+    """
+    client = open_client(broker, client_id, **options)
     try:
         yield client
     finally:

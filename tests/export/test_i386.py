@@ -24,7 +24,7 @@ import pytest
 
 from deepsense.cli import main
 from gateway.broker import Mosquitto, find_mosquitto
-from gateway.client import connect_client
+from gateway.client import open_client
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("i386_root", REPO / "bench" / "i386_root.py")
@@ -100,7 +100,7 @@ class _Predictions:
 
     def __init__(self, url: str, prefix: str):
         self.payloads: dict[str, dict] = {}
-        self.client = connect_client(url)
+        self.client = open_client(url)
         self.client.on_message = lambda c, u, m: self.payloads.__setitem__(
             json.loads(m.payload)["window_id"], json.loads(m.payload))
         self.client.subscribe(f"{prefix}/+/prediction", qos=1)

@@ -16,7 +16,7 @@ import pytest
 
 from edge.runtime import load_bundle
 from gateway.broker import free_port, wait_for_port
-from gateway.client import connect_client
+from gateway.client import open_client
 from gateway.config import GatewayConfig
 from gateway.messages import encode_samples
 from gateway.service import Gateway, GatewayConnectionError
@@ -60,7 +60,7 @@ def shipped_broker(mosquitto_binary, tls_files, tmp_path):
 
 
 def _login(url, tls_files, user, client_id):
-    return connect_client(url, client_id, ca_file=str(tls_files.ca_file), username=user,
+    return open_client(url, client_id, ca_file=str(tls_files.ca_file), username=user,
                           password=USERS[user])
 
 

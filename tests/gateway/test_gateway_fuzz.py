@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 
 from edge.runtime import load_bundle
-from gateway.client import connect_client
+from gateway.client import open_client
 from gateway.config import GatewayConfig
 from gateway.fuzz import MESSAGE_REASONS, SAMPLE_REASONS, expected_window_ids, plan_fuzz
 from gateway.service import Gateway
@@ -54,7 +54,7 @@ def test_fuzz_through_the_broker(broker, bundle, prefix, collect):
     assert len(expected) >= 15
     collector = collect(broker.url, f"{prefix}/+/prediction")
     gateway = Gateway(config, model).start()
-    client = connect_client(broker.url, "fuzzer")
+    client = open_client(broker.url, "fuzzer")
     rss_before = rss_mib()
     started = time.monotonic()
     try:

@@ -14,7 +14,7 @@ import pytest
 
 from deepsense.cli import main
 from edge.runtime import load_bundle
-from gateway.client import connect_client
+from gateway.client import open_client
 from gateway.commands import _serve
 from gateway.config import GatewayConfig
 from gateway.messages import encode_samples
@@ -46,7 +46,7 @@ def _alive(gateway: Gateway) -> bool:
 
 @pytest.fixture
 def publisher(broker):
-    client = connect_client(broker.url)
+    client = open_client(broker.url)
     yield client
     client.disconnect()
     client.loop_stop()

@@ -18,7 +18,7 @@ import pytest
 from deepsense.cli import main
 from edge.bundle import BundleError, read_bundle, read_files
 from edge.runtime import load_bundle
-from gateway.client import connect_client
+from gateway.client import open_client
 from gateway.config import GatewayConfig
 from gateway.ota import (OtaPolicy, UpdateError, check_signature_policy, fetch_bundle,
                          load_update, read_announcement)
@@ -251,7 +251,7 @@ def test_ota_only_the_operators_signature_replaces_the_model(broker, bundle, bun
     config = GatewayConfig(broker=broker.url, topic_prefix=prefix, gateway_id="gw1",
                            trusted_keys=(f"{keys['operator']}.pub",), updates_dir=str(updates))
     gateway = Gateway(config, load_bundle(bundle)).start()
-    client = connect_client(broker.url)
+    client = open_client(broker.url)
     model_topic = f"{prefix}/gateway/gw1/model"
     v2 = bundle_v2.with_suffix(".zip").read_bytes()
     jam = _craft(bundle_v2, tmp_path / "jam.zip", edit=_drop("outputs", "names")).read_bytes()
