@@ -73,6 +73,9 @@ def test_few_hundred_windows_train_to_a_model_that_is_right_in_inference_mode(tm
                                 "train.split=loso:a"])
     model = fit(ds, config, tmp_path, verbose=0).model
     train_rows, test_rows = split_indices(ds, "loso:a")
+    # batch statistics are those of the population only over shuffled batches (the rows are
+    # sorted by user and activity)
+    train_rows = np.random.default_rng(0).permutation(train_rows)
     y = ds.labels("activity")
     infer = lambda batch: model(batch, training=False)  # noqa: E731
     batch_stats = _with_batch_statistics(model)
