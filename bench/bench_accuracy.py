@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--out", type=Path, help="keep the runs here (default: a temp dir)")
     args = parser.parse_args()
-    common = [f"train.epochs={args.epochs}", "train.learning_rate=1e-3",
+    common = [f"train.epochs={args.epochs}",
               "train.early_stopping_patience=8"]
     work = args.out or Path(tempfile.mkdtemp(prefix="bench-accuracy-"))
     rows = []

@@ -335,7 +335,7 @@ def plot_case(outcome: dict, directory: Path) -> Path:
 
 # ---------------------------------------------------------------- cases
 def make_cases(args) -> list[Case]:
-    common = [f"train.epochs={args.epochs}", "train.learning_rate=1e-3",
+    common = [f"train.epochs={args.epochs}",
               "train.early_stopping_patience=5"] + (TINY_MODEL if args.quick else [])
     spec = SyntheticSpec(n_users=args.users, devices=("nexus4_1", "gear_1"),
                          seconds_per_activity=args.seconds, seed=0)

@@ -149,7 +149,7 @@ def make_runs(work: Path, seconds: float) -> tuple[Path, Path, Path]:
                      str(seconds), "--devices", "nexus4_1", "--out", str(data)]) == 0
     if not original.exists():
         assert main(["train", "--data", str(data), "--out", str(original), "--epochs", "3",
-                     "--split", "loso:a", "--set", "train.learning_rate=1e-3"]) == 0
+                     "--split", "loso:a"]) == 0
     if not thinned.exists():
         assert main(["compress", "--model", str(original), "--out", str(thinned),
                      "--target-params", "0.07", "--step-interval", "5",

@@ -359,7 +359,7 @@ def main() -> None:
         args.users, args.seconds, args.rounds = 3, 12.0, 1
         args.holdout = "c"
     model = TINY_MODEL if args.quick else SMALL_MODEL
-    args.common = [*model, f"train.epochs={args.epochs}", "train.learning_rate=1e-3",
+    args.common = [*model, f"train.epochs={args.epochs}",
                    "train.early_stopping_patience=4"]
     work = args.out or Path(tempfile.mkdtemp(prefix="bench-rdeepsense-"))
     work.mkdir(parents=True, exist_ok=True)

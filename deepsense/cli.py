@@ -321,7 +321,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"{len(ACTIVITIES)} activities x {spec.seconds_per_activity:.0f} s")
     config = load_config(None, [f"train.task=\"activity\"", "train.split=\"loso:a\"",
                                 "train.head=\"rdeepsense\"",
-                                f"train.epochs={args.epochs}", "train.learning_rate=1e-3",
+                                f"train.epochs={args.epochs}",
                                 "features.stride_s=1.25", *(args.set or [])])
     recordings = make_recordings(spec)
     dataset = prepare_recordings(recordings, config.features,
