@@ -58,11 +58,11 @@ class RunInfo:
         n_train_windows, n_validation_windows, n_test_windows: sizes of the three sides.
         parameters: {"trainable", "non_trainable", "total"} counts.
         epochs_run: epochs trained (fine-tuning epochs for a compressed run).
-        steps_per_epoch: optimiser steps per epoch.
         train_seconds: wall time of training (of compression and fine-tuning).
         train_windows_per_s: windows processed per second while training.
         distribution: {"strategy", "replicas"} of `tf.distribute`.
         config: the resolved configuration (`config_to_dict`).
+        steps_per_epoch: optimiser steps per epoch (None in runs made before it was recorded).
         head_dropout: rdeepsense only: dropout rate of the uncertainty head.
         custom_object_modules: modules to import before loading model.keras.
         compression: deepiot only: source run, parameter fraction, widths, report file.
@@ -82,11 +82,11 @@ class RunInfo:
     n_test_windows: int
     parameters: dict[str, int]
     epochs_run: int
-    steps_per_epoch: int
     train_seconds: float
     train_windows_per_s: float
     distribution: dict[str, Any]
     config: dict[str, dict[str, Any]]
+    steps_per_epoch: int | None = None
     head_dropout: float | None = None
     custom_object_modules: tuple[str, ...] = ()
     compression: dict[str, Any] | None = None

@@ -101,3 +101,16 @@ def test_a_fresh_process_loads_a_run_with_deepsense_run_alone(trained_run):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-2:] == ["deepsense", "deepsense"]
+
+
+def test_run_json_of_an_earlier_version_still_reads(trained_run, tmp_path):
+    from deepsense.run import RunInfo
+
+    values = json.loads((trained_run.run_dir / "run.json").read_text())
+    del values["steps_per_epoch"]  # not recorded before 2026-11-30
+    (tmp_path / "run.json").write_text(json.dumps(values))
+    assert RunInfo.read(tmp_path).steps_per_epoch is None
+    values["surprise"] = 1
+    (tmp_path / "run.json").write_text(json.dumps(values))
+    with pytest.raises(ValueError, match=r"unknown keys \['surprise'\]"):
+        RunInfo.read(tmp_path)
