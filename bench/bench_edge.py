@@ -139,6 +139,15 @@ def run_worker(spec: dict, work: Path, address_space: int | None = None) -> dict
 
 
 # ---------------------------------------------------------------- models and bundles
+def given_or_new_runs(work: Path, original: Path | None, thinned: Path | None,
+                      seconds: float) -> tuple[Path, Path, Path]:
+    """(data, original run, thinned run): the runs given (their data from run.json), or new
+    ones made in `work` by `make_runs`."""
+    if original and thinned:
+        return Path(json.loads((original / "run.json").read_text())["data_path"]), original, thinned
+    return make_runs(work, seconds)
+
+
 def make_runs(work: Path, seconds: float) -> tuple[Path, Path, Path]:
     """A prepared synthetic dataset, an HHAR-size run and its DeepIoT-thinned run."""
     from deepsense.cli import main
@@ -211,11 +220,7 @@ def main() -> None:
 
     work = args.out
     work.mkdir(parents=True, exist_ok=True)
-    if args.original and args.thinned:
-        original, thinned = args.original, args.thinned
-        data = Path(json.loads((original / "run.json").read_text())["data_path"])
-    else:
-        data, original, thinned = make_runs(work, args.seconds)
+    data, original, thinned = given_or_new_runs(work, args.original, args.thinned, args.seconds)
     bundles = make_bundles(original, thinned, work)
     manifests = {k: json.loads((b / "manifest.json").read_text()) for k, b in bundles.items()}
     numpy_bundles = make_numpy_bundles(original, thinned, work)

@@ -182,11 +182,7 @@ def main() -> None:
 
     work = args.out
     work.mkdir(parents=True, exist_ok=True)
-    if args.original and args.thinned:
-        original, thinned = args.original, args.thinned
-        data = Path(json.loads((original / "run.json").read_text())["data_path"])
-    else:
-        data, original, thinned = bench_edge.make_runs(work, 30.0)
+    data, original, thinned = bench_edge.given_or_new_runs(work, args.original, args.thinned, 30.0)
     root = i386_root.ensure_root()
     python = i386_root.install_project(root, ROOT, venv="/opt/deepsense-bench-venv")
     inside = root / "opt" / "bench-edison"
