@@ -32,6 +32,7 @@ import tensorflow as tf  # noqa: E402
 from deepsense.batchnorm import PreciseBatchNorm, sample_rows  # noqa: E402
 from deepsense.distribute import distribution_strategy, is_chief, prepare_multi_worker_fit  # noqa: E402
 from deepsense.model import build_deepsense, count_parameters  # noqa: E402
+from deepsense.rotate import rotation_augmenter  # noqa: E402
 
 #: Shards a streaming pipeline holds at once (their windows are shuffled together).
 SHARDS_IN_MEMORY = 4
@@ -175,6 +176,9 @@ def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
     with strategy.scope():
         model = build_model(ds, config, n_outputs)
     train_data = window_dataset(ds, fit_rows, t.task, t.batch_size, shuffle=True, seed=t.seed)
+    if t.rotate_degrees:
+        train_data = train_data.map(rotation_augmenter(ds.features, t.rotate_degrees),
+                                    num_parallel_calls=tf.data.AUTOTUNE)
     val_data = (window_dataset(ds, val_rows, t.task, t.batch_size, shuffle=False)
                 if len(val_rows) else None)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
