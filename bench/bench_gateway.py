@@ -76,14 +76,19 @@ def make_bundle(work: Path) -> Path:
     return export_bundle(run, work / "bundle", name="bench-thin", formats=("numpy", "tflite"))
 
 
-def phase_s(device: int, n_devices: int, window_s: float) -> float:
-    """Clock offset of a device: windows of different devices end at different times."""
-    return device * window_s / n_devices
+def start_batches(n_devices: int, window_s: float, aligned: bool) -> np.ndarray:
+    """(n_devices,) batch at which each device switches on. All devices share one clock and
+    a window grid starts at a device's first sample, so staggered starts (k/N of a window)
+    spread the window ends as real devices do; aligned starts end every window together."""
+    if aligned:
+        return np.zeros(n_devices, dtype=np.int64)
+    return np.arange(n_devices) * int(round(window_s / BATCH_S)) // n_devices
 
 
 def _publish(url: str, prefix: str, n_devices: int, seconds: float, start_wall: float, out: str,
-             as_fast_as_possible: bool, window_s: float) -> None:
-    """Child process: every device's acc and gyro batches; saves (batch, device, sensor) times."""
+             as_fast_as_possible: bool, window_s: float, aligned: bool) -> None:
+    """Child process: every device's acc and gyro batches, `seconds` from its start; saves
+    (batch, device, sensor) wall send times, NaN where a device sent nothing."""
     from gateway.replay import AckCounter
 
     if os.cpu_count() > 1:
@@ -91,23 +96,23 @@ def _publish(url: str, prefix: str, n_devices: int, seconds: float, start_wall: 
     acked = AckCounter()
     per_batch = int(RATE_HZ * BATCH_S)
     n_batches = int(round(seconds / BATCH_S))
+    starts = start_batches(n_devices, window_s, aligned)
     rng = np.random.default_rng(0)
     noise = rng.standard_normal((64, per_batch, 3))
-    sent = np.zeros((n_batches, n_devices, 2))
+    sent = np.full((n_batches + int(starts.max()), n_devices, 2), np.nan)
     base = np.arange(per_batch)
     n_sent = 0
     with connect_client(url, f"bench-pub-{os.getpid()}") as client:
         client.on_publish = acked.on_publish
-        for k in range(n_batches):
-            for d in range(n_devices):
+        for k in range(sent.shape[0]):
+            for d in np.flatnonzero((starts <= k) & (k < starts + n_batches)):
                 if not as_fast_as_possible:
                     delay = (start_wall + (k + 1) * BATCH_S + d * BATCH_S / n_devices
                              - time.time())
                     if delay > 0:
                         time.sleep(delay)
                 for s, (sensor, offset) in enumerate(OFFSETS_S.items()):
-                    t = ((k * per_batch + base) / RATE_HZ + offset
-                         + phase_s(d, n_devices, window_s))
+                    t = (k * per_batch + base) / RATE_HZ + offset
                     values = np.sin(t[:, None] * (2.0 + d % 7)) + noise[(k + d + s) % 64]
                     client.publish(f"{prefix}/dev{d}/raw/{sensor}", encode_samples(t, values),
                                    qos=1)
@@ -134,12 +139,13 @@ class Subscriber:
 
 
 def _run_publisher(url: str, prefix: str, n_devices: int, seconds: float, work: Path,
-                   window_s: float, as_fast_as_possible: bool = False) -> tuple[np.ndarray, float]:
+                   window_s: float, as_fast_as_possible: bool = False,
+                   aligned: bool = False) -> tuple[np.ndarray, float]:
     out = work / f"sent-{prefix.replace('/', '-')}.npy"
     start_wall = time.time() + 1.0
     ctx = multiprocessing.get_context("spawn")
     child = ctx.Process(target=_publish, args=(url, prefix, n_devices, seconds, start_wall,
-                                               str(out), as_fast_as_possible, window_s))
+                                               str(out), as_fast_as_possible, window_s, aligned))
     child.start()
     child.join()
     return np.load(out), start_wall
@@ -152,7 +158,7 @@ def broker_ceiling(broker: Mosquitto, work: Path, n_messages: int = 20_000) -> d
         n_devices = 100
         seconds = n_messages / (2 * n_devices) * BATCH_S
         sent, _ = _run_publisher(broker.url, prefix, n_devices, seconds, work, 5.0,
-                                 as_fast_as_possible=True)
+                                 as_fast_as_possible=True, aligned=True)
         deadline = time.time() + 60
         while len(sub.received) < sent.size and time.time() < deadline:
             time.sleep(0.05)
@@ -175,7 +181,7 @@ def cpu_costs(bundle: Path, n_devices: int = 100, seconds: float = 10.0) -> dict
     model = load_bundle(bundle)
     rng = np.random.default_rng(0)
     messages = [(d, sensor, encode_samples(
-                    (k * 10 + np.arange(10)) / RATE_HZ + off + phase_s(d, n_devices, 5.0),
+                    (k * 10 + np.arange(10)) / RATE_HZ + off,
                     rng.standard_normal((10, 3))))
                  for k in range(int(seconds / BATCH_S)) for d in range(n_devices)
                  for sensor, off in OFFSETS_S.items()]
@@ -209,14 +215,18 @@ def cpu_seconds(pid: int) -> float:
 
 
 def gateway_run(broker: Mosquitto, bundle: Path, n_devices: int, seconds: float,
-                work: Path, window_s: float, backend: str) -> dict:
-    prefix = f"{PREFIX}/{backend}{n_devices}"      # no stale session of an earlier run matches
+                work: Path, window_s: float, backend: str, aligned: bool,
+                profile: Path | None = None) -> dict:
+    """One gateway process under `n_devices` for `seconds` (per device); with `profile`,
+    py-spy samples it meanwhile (flame graph SVG there, GIL and thread summary returned)."""
+    clocks = "aligned" if aligned else "staggered"
+    prefix = f"{PREFIX}/{backend}{n_devices}{clocks}{'p' if profile else ''}"   # fresh session
     config = work / "gateway.toml"
     config.write_text(f'[gateway]\nbroker = "{broker.url}"\ntopic_prefix = "{prefix}"\n'
                       f'gateway_id = "bench"\nmax_devices = 100000\nqueue_size = 1000000\n'
                       f'status_interval_s = 1.0\nidle_flush_s = 600.0\n')
     command = [sys.executable, "-m", "deepsense.cli", "serve", "--bundle", str(bundle),
-               "--config", str(config), "--client-id", f"bench-gw-{backend}{n_devices}",
+               "--config", str(config), "--client-id", f"bench-gw-{prefix.replace('/', '-')}",
                "--backend", backend]
     if shutil.which("taskset") and os.cpu_count() > 1:
         command = ["taskset", "-c", "0", *command]
@@ -224,6 +234,7 @@ def gateway_run(broker: Mosquitto, bundle: Path, n_devices: int, seconds: float,
     status = Subscriber(broker.url, f"{prefix}/gateway/bench/status", f"bench-st-{prefix}")
     gateway = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
+    samplers = []
     try:
         deadline = time.time() + 30
         while not any(json.loads(p)["state"] == "online" for _, p, _ in status.received):
@@ -231,15 +242,22 @@ def gateway_run(broker: Mosquitto, bundle: Path, n_devices: int, seconds: float,
                 raise RuntimeError("gateway did not come online: " + (gateway.stdout.read()
                                                                       if gateway.poll() else ""))
             time.sleep(0.1)
+        if profile is not None:
+            samplers = start_profilers(gateway.pid, profile, work, seconds + window_s)
         cpu0, wall0 = cpu_seconds(gateway.pid), time.time()
         sent, start_wall = _run_publisher(broker.url, prefix, n_devices, seconds, work,
-                                          window_s)
+                                          window_s, aligned=aligned)
         time.sleep(2.0)                                   # last windows in flight
         cpu = (cpu_seconds(gateway.pid) - cpu0) / (time.time() - wall0)
+        for sampler in samplers:
+            sampler.wait(timeout=60)
         gateway.send_signal(signal.SIGTERM)
         gateway.communicate(timeout=120)
         time.sleep(0.5)
     finally:
+        for sampler in samplers:
+            if sampler.poll() is None:
+                sampler.kill()
         if gateway.poll() is None:
             gateway.kill()
             gateway.communicate()
@@ -247,7 +265,9 @@ def gateway_run(broker: Mosquitto, bundle: Path, n_devices: int, seconds: float,
         status.close()
     final = json.loads(status.received[-1][1])
     per_batch = int(RATE_HZ * BATCH_S)
-    last_t = (sent.shape[0] * per_batch - 1) / RATE_HZ       # acc, relative to its phase
+    starts = start_batches(n_devices, window_s, aligned)
+    n_batches = int(round(seconds / BATCH_S))
+    last_t = (n_batches * per_batch - 1) / RATE_HZ       # acc, after the device's first sample
     n_complete = int(np.floor((last_t - 1e-6 - window_s) / window_s + 1e-9)) + 1
     latencies, inside, seen = [], [], set()
     for _, payload, t_recv in predictions.received:
@@ -256,25 +276,77 @@ def gateway_run(broker: Mosquitto, bundle: Path, n_devices: int, seconds: float,
         device, end = int(p["device_id"][3:]), p["window_end_s"]
         if p["window_index"] >= n_complete:
             continue
-        phase = phase_s(device, n_devices, window_s)
-        done = max(sent[int(np.ceil((end - off - phase + 1e-6) * RATE_HZ)) // per_batch,
-                        device, s] for s, off in enumerate(OFFSETS_S.values()))
+        done = max(sent[int(np.ceil((end - off + 1e-6) * RATE_HZ)) // per_batch, device, s]
+                   for s, off in enumerate(OFFSETS_S.values()))
         latencies.append(1000 * (t_recv - done))
         inside.append(p["latency_ms"])
-    expected = {window_id(f"dev{d}", phase_s(d, n_devices, window_s) + k * window_s)
+    expected = {window_id(f"dev{d}", starts[d] * BATCH_S + k * window_s)
                 for d in range(n_devices) for k in range(n_complete)}
     counters = final["counters"]
-    duration = sent.max() - start_wall
-    return {"devices": n_devices, "samples_per_s": counters.get("samples", 0) / duration,
-            "messages_lost": sent.size - counters.get("messages", 0),
-            "windows_per_s": len(expected & seen) / duration,
-            "windows_lost": len(expected - seen),
-            "p50_ms": float(np.percentile(latencies, 50)) if latencies else float("nan"),
-            "p99_ms": float(np.percentile(latencies, 99)) if latencies else float("nan"),
-            "gateway_p50_ms": float(np.percentile(inside, 50)) if inside else float("nan"),
-            "gateway_p99_ms": float(np.percentile(inside, 99)) if inside else float("nan"),
-            "cpu": cpu, "load": os.getloadavg()[0], "refused": sum(v for k, v in counters.items()
-                                       if k.startswith("refused_") or k == "queue_full")}
+    duration = np.nanmax(sent) - start_wall
+    row = {"devices": n_devices, "clocks": clocks,
+           "samples_per_s": counters.get("samples", 0) / duration,
+           "messages_lost": int(np.isfinite(sent).sum()) - counters.get("messages", 0),
+           "windows_per_s": len(expected & seen) / duration,
+           "windows_lost": len(expected - seen),
+           "p50_ms": float(np.percentile(latencies, 50)) if latencies else float("nan"),
+           "p99_ms": float(np.percentile(latencies, 99)) if latencies else float("nan"),
+           "gateway_p50_ms": float(np.percentile(inside, 50)) if inside else float("nan"),
+           "gateway_p99_ms": float(np.percentile(inside, 99)) if inside else float("nan"),
+           "cpu": cpu, "load": os.getloadavg()[0],
+           "refused": sum(v for k, v in counters.items()
+                          if k.startswith("refused_") or k == "queue_full")}
+    if profile is not None:
+        row["profile"] = profile_summary(work)
+    return row
+
+
+def start_profilers(pid: int, svg: Path, work: Path, seconds: float) -> list[subprocess.Popen]:
+    """py-spy on `pid` for `seconds`, on core 1: a flame graph of every thread's wall time
+    (idle included) to `svg`, and raw stacks (active only, GIL holders only) to summarise."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    common = [spy, "record", "--pid", str(pid), "--threads", "--rate", "100", "--nonblocking",
+              "--duration", str(int(seconds) + 1)]
+    runs = [["--idle", "--format", "flamegraph", "-o", str(svg)],
+            ["--format", "raw", "-o", str(work / "profile-active.txt")],
+            ["--gil", "--format", "raw", "-o", str(work / "profile-gil.txt")]]
+    pin = ["taskset", "-c", "1"] if shutil.which("taskset") and os.cpu_count() > 1 else []
+    return [subprocess.Popen([*pin, *common, *extra], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL) for extra in runs]
+
+
+#: Where a sampled stack is: the first frame from the leaf that matches (file or function).
+_PLACES = [("model (edge runtime)", ("edge/runtime", "edge/ops")),
+           ("features (interpolate, FFT)", ("deepsense/data/features",)),
+           ("messages (parse JSON, encode)", ("gateway/messages.py:",)),
+           ("device streams (buffer, cut)", ("gateway/stream.py",)),
+           ("outbox / publish", ("gateway/outbox", "publish (paho")),
+           ("paho packet handling", ("paho/mqtt",)),
+           ("queue hand-off (put / notify)", ("queue.py", "threading.py"))]
+
+
+def _place(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for name, keys in _PLACES:
+            if any(key in frame for key in keys):
+                return name
+    return "other"
+
+
+def profile_summary(work: Path) -> dict:
+    """Samples (100 per second) per thread and place: active (not idle), and holding the GIL."""
+    summary = {}
+    for kind in ("active", "gil"):
+        counts: dict[str, dict[str, int]] = {}
+        for line in (work / f"profile-{kind}.txt").read_text().splitlines():
+            stack, n = line.rsplit(" ", 1)
+            frames = stack.split(";")
+            thread = frames[0].split(": ", 1)[-1].split("-bench")[0]
+            place = _place(frames[1:])
+            counts.setdefault(thread, {}).setdefault(place, 0)
+            counts[thread][place] += int(n)
+        summary[kind] = counts
+    return summary
 
 
 def main() -> None:
