@@ -60,8 +60,8 @@ _FATAL_REFUSALS = ("Bad user name or password", "Not authorized", "Client identi
 
 #: Log lines per refusal reason and minute: a flood of bad input must not flood the log.
 _LOGS_PER_MINUTE = 10
-#: Messages the worker handles before it predicts and publishes what they completed.
-_MAX_MESSAGES_PER_ROUND = 200
+#: Seconds the worker sleeps when the inbox is empty (the most it adds to a window's latency).
+_POLL_S = 0.005
 #: Failed worker rounds in a row after which the gateway gives up (exit 1, restart it).
 _MAX_FAILED_ROUNDS = 50
 #: Seconds the status stays "degraded" after the last fault.
