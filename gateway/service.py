@@ -62,8 +62,10 @@ _FATAL_REFUSALS = ("Bad user name or password", "Not authorized", "Client identi
 _LOGS_PER_MINUTE = 10
 #: Seconds the worker sleeps when the inbox is empty (the most it adds to a window's latency).
 _POLL_S = 0.005
-#: Failed worker rounds in a row after which the gateway gives up (exit 1, restart it).
+#: Failed worker rounds in a row after which the gateway gives up (exit 1, restart it), and
+#: the pause after each (so giving up takes seconds, and the status can say "degraded").
 _MAX_FAILED_ROUNDS = 50
+_FAILED_ROUND_PAUSE_S = 0.05
 #: Seconds the status stays "degraded" after the last fault.
 _DEGRADED_HOLD_S = 60.0
 
@@ -294,6 +296,7 @@ class Gateway:
             except Exception as exc:  # noqa: BLE001 - counted, reported; see the docstring
                 failed_rounds += 1
                 self._fault("worker_error", exc)
+                self._stopping.wait(_FAILED_ROUND_PAUSE_S)    # a failing round never spins
                 if failed_rounds >= _MAX_FAILED_ROUNDS:
                     self.failure = (f"worker gave up after {failed_rounds} failed rounds; "
                                     f"last: {type(exc).__name__}: {clean(str(exc), 120)}")
