@@ -57,6 +57,9 @@ def _refuse_constant(name: str) -> float:
     raise PayloadError("non_finite", f"payload holds {name}; expected finite numbers")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def _number(value: Any, field: str) -> float:
     if type(value) not in (int, float):  # bool is an int subclass: refused here
         raise PayloadError("bad_type", f"field '{field}' expected a number. "
@@ -91,25 +94,36 @@ def parse_samples(payload: bytes, n_axes: int = 3, *, max_bytes: int = MAX_PAYLO
         PayloadError: oversize, not JSON, wrong schema, missing or ill-typed field, NaN/Inf,
             a timestamp or value out of range.
     """
-    t_s, values = _parse(payload, n_axes, max_bytes, max_samples)
-    if np.abs(t_s).max() > max_abs_t_s:
-        i = int(np.argmax(np.abs(t_s)))
+    table = _parse(payload, n_axes, max_bytes, max_samples)
+    peak_t, *peak_v = np.abs(table).max(axis=0).tolist()      # NaN/Inf fail both tests
+    if not (peak_t <= max_abs_t_s and max(peak_v, default=0.0) <= max_abs_value):
+        _refuse_values(table, max_abs_t_s, max_abs_value)
+    return table[:, 0], table[:, 1:]
+
+
+def _refuse_values(table: np.ndarray, max_abs_t_s: float, max_abs_value: float) -> None:
+    """Raise the `PayloadError` naming the first non-finite or out-of-range value of the
+    (n, 1 + n_axes) `table` (rows [t_s, values...])."""
+    for i, row in enumerate(table.tolist()):
+        for value in row:
+            _number(value, f"samples[{i}]")          # NaN/Inf: "non_finite"
+    t_s, values = np.abs(table[:, 0]), np.abs(table[:, 1:])
+    if t_s.max() > max_abs_t_s:
+        i = int(np.argmax(t_s))
         raise PayloadError("out_of_range", f"sample {i}: t_s expected seconds within "
-                           f"+-{max_abs_t_s:g}. Received: {t_s[i]:.6g}")
-    if values.size and np.abs(values).max() > max_abs_value:
-        i = int(np.argmax(np.abs(values).max(axis=1)))
-        raise PayloadError("out_of_range", f"sample {i}: values expected within "
-                           f"+-{max_abs_value:g}. Received: {np.abs(values[i]).max():.6g}")
-    return t_s, values
+                           f"+-{max_abs_t_s:g}. Received: {table[i, 0]:.6g}")
+    i = int(np.argmax(values.max(axis=1)))
+    raise PayloadError("out_of_range", f"sample {i}: values expected within "
+                       f"+-{max_abs_value:g}. Received: {values[i].max():.6g}")
 
 
-def _parse(payload: bytes, n_axes: int, max_bytes: int, max_samples: int
-           ) -> tuple[np.ndarray, np.ndarray]:
+def _parse(payload: bytes, n_axes: int, max_bytes: int, max_samples: int) -> np.ndarray:
+    """The payload's samples as an (n, 1 + n_axes) float64 table of rows [t_s, values...]."""
     if len(payload) > max_bytes:
         raise PayloadError("oversize", f"payload of {len(payload)} bytes; expected at most "
                            f"{max_bytes}")
     try:
-        data = json.loads(payload, parse_constant=_refuse_constant)
+        data = _DECODER.decode(payload.decode("utf-8"))
     except PayloadError:
         raise
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -131,10 +145,10 @@ def _parse(payload: bytes, n_axes: int, max_bytes: int, max_samples: int
                                f"{{'t_s', {', '.join(repr(a) for a in AXES[:n_axes])}}} "
                                "or {'samples': [[t_s, x, y, z], ...]}")
         row.append(_number(data[field], field))
-    return np.array(row[:1]), np.array([row[1:]])
+    return np.array([row])
 
 
-def _parse_batch(samples: Any, n_axes: int, max_samples: int) -> tuple[np.ndarray, np.ndarray]:
+def _parse_batch(samples: Any, n_axes: int, max_samples: int) -> np.ndarray:
     if type(samples) is not list or not samples:
         raise PayloadError("bad_type", "field 'samples' expected a non-empty list of "
                            "[t_s, x, y, z] rows")
@@ -146,17 +160,15 @@ def _parse_batch(samples: Any, n_axes: int, max_samples: int) -> tuple[np.ndarra
         if type(row) is not list or len(row) != width:
             raise PayloadError("bad_type", f"field 'samples[{i}]' expected a list of {width} "
                                f"numbers [t_s, {', '.join(AXES[:n_axes])}]")
-    table = None
     if set(map(type, chain.from_iterable(samples))) <= {float, int}:   # fast path (C loops)
         try:
-            table = np.array(samples, dtype=np.float64)
+            return np.array(samples, dtype=np.float64)
         except OverflowError:
-            table = None
-    if table is None or not np.isfinite(table).all():
-        for i, row in enumerate(samples):       # slow path: name the first bad value
-            for value in row:
-                _number(value, f"samples[{i}]")
-    return table[:, 0].copy(), table[:, 1:].copy()
+            pass
+    for i, row in enumerate(samples):       # slow path: name the first bad value
+        for value in row:
+            _number(value, f"samples[{i}]")
+    raise AssertionError("unreachable: every value is a finite number")
 
 
 def window_id(device_id: str, start_s: float) -> str:

@@ -1,9 +1,11 @@
 """The MQTT edge gateway: sensor messages in, one prediction per window out.
 
 Threads: paho's network thread only puts incoming messages on a bounded queue (it never
-blocks: a full queue drops the message and counts it); one worker thread parses them, keeps
-the per-device streams, cuts windows, runs the model on batches of windows and hands the
-predictions to the `Outbox`, which keeps each until the broker acknowledges it (QoS 1).
+blocks: a full queue drops the message and counts it); one worker thread takes what the queue
+holds every few milliseconds, parses it, keeps the per-device streams, cuts windows, runs the
+model on one batch of every window those messages completed (many devices' windows often
+end together) and hands the predictions to the `Outbox`, which keeps each until the broker
+acknowledges it (QoS 1).
 An over-the-air update is fetched and checked in a thread of its own and swapped in by the
 worker between two batches.
 
@@ -58,10 +60,12 @@ _FATAL_REFUSALS = ("Bad user name or password", "Not authorized", "Client identi
 
 #: Log lines per refusal reason and minute: a flood of bad input must not flood the log.
 _LOGS_PER_MINUTE = 10
-#: Messages the worker handles before it predicts and publishes what they completed.
-_MAX_MESSAGES_PER_ROUND = 200
-#: Failed worker rounds in a row after which the gateway gives up (exit 1, restart it).
+#: Seconds the worker sleeps when the inbox is empty (the most it adds to a window's latency).
+_POLL_S = 0.005
+#: Failed worker rounds in a row after which the gateway gives up (exit 1, restart it), and
+#: the pause after each (so giving up takes seconds, and the status can say "degraded").
 _MAX_FAILED_ROUNDS = 50
+_FAILED_ROUND_PAUSE_S = 0.05
 #: Seconds the status stays "degraded" after the last fault.
 _DEGRADED_HOLD_S = 60.0
 
@@ -292,6 +296,7 @@ class Gateway:
             except Exception as exc:  # noqa: BLE001 - counted, reported; see the docstring
                 failed_rounds += 1
                 self._fault("worker_error", exc)
+                self._stopping.wait(_FAILED_ROUND_PAUSE_S)    # a failing round never spins
                 if failed_rounds >= _MAX_FAILED_ROUNDS:
                     self.failure = (f"worker gave up after {failed_rounds} failed rounds; "
                                     f"last: {type(exc).__name__}: {clean(str(exc), 120)}")
@@ -302,24 +307,22 @@ class Gateway:
                     return
 
     def _round(self) -> None:
-        """Take up to `_MAX_MESSAGES_PER_ROUND` messages, then predict, keep house, publish."""
-        try:
-            item = self.inbox.get(timeout=0.05)
-        except queue.Empty:
-            item = None
-        n = 0
-        while item is not None:
+        """Handle the messages waiting now, predict the windows they completed in one batch
+        (or batches of `batch_windows`), keep house, publish.
+
+        The worker polls every `_POLL_S` rather than being woken by each message: a wake-up
+        per message made the two threads trade the GIL at each of paho's socket calls (see
+        BENCHMARKS.md, "MQTT gateway under load"); a poll hands over a batch at a time.
+        """
+        if self.inbox.empty():
+            time.sleep(_POLL_S)
+        for _ in range(self.inbox.qsize()):
+            topic, payload, received_s = self.inbox.get_nowait()
             with self._inbox_lock:
-                self._inbox_bytes -= len(item[1])
-            self._handle_safely(*item)
-            n += 1
-            # ~200 messages are ~20 ms of parsing: windows cut meanwhile wait no longer.
-            if n >= _MAX_MESSAGES_PER_ROUND or len(self._ready) >= self.config.batch_windows:
-                break
-            try:
-                item = self.inbox.get_nowait()
-            except queue.Empty:
-                item = None
+                self._inbox_bytes -= len(payload)
+            self._handle_safely(topic, payload, received_s)
+            if len(self._ready) >= self.config.batch_windows:
+                self._predict_ready()
         self._swap_model()
         self._predict_ready()
         self._housekeeping()
