@@ -23,7 +23,6 @@ from deepsense.errors import ConfigError
 
 TASKS = ("activity", "user", "regression")
 HEADS = ("softmax", "rdeepsense")
-VALIDATION_BY = ("windows", "users")
 T = TypeVar("T")
 
 
@@ -103,10 +102,7 @@ class TrainConfig:
         augment: use the augmented copies written by `prepare --augment` for training.
         rotate_degrees: rotate each training window's 3-axis sensors by a random rotation of
             up to this angle (deepsense.rotate: how a phone sits differently on each user);
-            0: off.
-        validation_by: "windows" (a random `validation_fraction` of the training windows),
-            "users" (that fraction of the training users, whole: early stopping and the
-            kept checkpoint judge the model on people it has not seen, as the test does).
+            0: off; data whose sensors are not 3-axis is not rotated.
         seed: seeds Python, NumPy and TensorFlow.
         steps_per_epoch: batches per epoch; None: one pass over the training windows, but at
             least 50 batches (small datasets are repeated, so that an epoch, the unit of
@@ -133,7 +129,6 @@ class TrainConfig:
     lr_plateau_patience: int = 3
     augment: bool = True
     rotate_degrees: float = 0.0
-    validation_by: str = "windows"
     seed: int = 0
     steps_per_epoch: int | None = None
     head: str = "softmax"
@@ -148,12 +143,6 @@ class TrainConfig:
         if not 0.0 <= self.rotate_degrees <= 180.0:
             raise ConfigError("train.rotate_degrees expected an angle in [0, 180]. "
                               f"Received: {self.rotate_degrees}")
-        if self.validation_by not in VALIDATION_BY:
-            raise ConfigError(f"train.validation_by expected one of {VALIDATION_BY}. "
-                              f"Received: {self.validation_by!r}")
-        if self.validation_by == "users" and self.task == "user":
-            raise ConfigError("train.validation_by='users' cannot validate UserID (the "
-                              "validation users' classes would never be trained); use 'windows'")
         for name in ("epochs", "batch_size", "early_stopping_patience"):
             _check_positive(name, getattr(self, name))
         if self.steps_per_epoch is not None:

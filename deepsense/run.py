@@ -181,6 +181,6 @@ def split_rows(ds: PreparedDataset, train: TrainConfig, split: str | None = None
     train_rows, test_rows = split_indices(ds, split or train.split, seed=train.seed,
                                           use_augmented=train.augment)
     fit_rows, val_rows = validation_split(ds, train_rows, train.validation_fraction,
-                                          seed=train.seed, by=train.validation_by)
+                                          seed=train.seed)
     return SplitRows(*(labelled_rows(ds, rows, train.task)
                        for rows in (fit_rows, val_rows, test_rows)))

@@ -107,25 +107,17 @@ def split_indices(ds: PreparedDataset, spec: str, *, seed: int = 0,
 
 
 def validation_split(ds: PreparedDataset, train: np.ndarray, fraction: float,
-                     seed: int = 0, by: str = "windows") -> tuple[np.ndarray, np.ndarray]:
-    """Hold out `fraction` of the training windows, or of the training users ``by="users"``
-    (at least one; all their windows), with their copies, for validation.
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out `fraction` of the training windows (with their copies) for validation.
 
     The validation side keeps original windows only. Returns (fit_rows, validation_rows).
-
-    Raises:
-        ConfigError: ``by="users"`` with fewer than two training users.
     """
     if fraction <= 0:
         return train, np.zeros(0, dtype=np.int64)
-    groups = ds.user if by == "users" else ds.window_id
-    ids = np.unique(groups[train])
-    if by == "users" and len(ids) < 2:
-        raise ConfigError(f"train.validation_by='users' needs two or more training users. "
-                          f"Received: {len(ids)}")
+    ids = np.unique(ds.window_id[train])
     rng = np.random.default_rng(seed + 1)
     val_ids = rng.choice(ids, size=max(1, int(round(fraction * len(ids)))), replace=False)
-    is_val = np.isin(groups[train], val_ids)
+    is_val = np.isin(ds.window_id[train], val_ids)
     fit_rows = train[~is_val]
     val_rows = train[is_val & (ds.copy[train] == 0)]
     return fit_rows, val_rows

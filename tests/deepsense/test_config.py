@@ -31,7 +31,6 @@ def test_file_then_overrides_and_toml_round_trip(tmp_path):
     ("train.task=\"speed\"", "train.task expected one of"),
     ("noequals", "section.key=value"),
     ("train.rotate_degrees=200", r"rotate_degrees expected an angle in \[0, 180\]"),
-    ("train.validation_by=\"folds\"", "validation_by expected one of"),
 ])
 def test_bad_settings_name_the_key(override, match):
     with pytest.raises(ConfigError, match=match):
@@ -45,11 +44,6 @@ def test_bad_file_is_a_config_error(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.toml")
-
-
-def test_userid_cannot_validate_on_held_out_users():
-    with pytest.raises(ConfigError, match="cannot validate UserID"):
-        load_config(None, ['train.task="user"', 'train.validation_by="users"'])
 
 
 def test_learning_rate_plateau_patience_is_checked():

@@ -76,20 +76,3 @@ def test_validation_split_is_disjoint_and_original_only(tiny_dataset):
     fit_rows, val_rows = validation_split(tiny_dataset, train, 0.2)
     assert not _ids(tiny_dataset, fit_rows) & _ids(tiny_dataset, val_rows)
     assert (tiny_dataset.copy[val_rows] == 0).all()
-
-
-def test_validation_by_users_holds_out_whole_users(tiny_dataset):
-    ds = tiny_dataset
-    train, _ = split_indices(ds, "loso:a")
-    fit_rows, val_rows = validation_split(ds, train, 0.3, by="users")
-    val_users = set(ds.user[val_rows].tolist())
-    assert len(val_users) == 1, "0.3 of the 2 training users rounds to one user"
-    assert not val_users & set(ds.user[fit_rows].tolist())
-    assert (ds.copy[val_rows] == 0).all()
-    assert len(fit_rows) + (ds.copy[train] == 0).sum() - len(val_rows) > 0
-
-
-def test_validation_by_users_needs_two_users(tiny_dataset):
-    train, _ = split_indices(tiny_dataset, "users:a,b")
-    with pytest.raises(ConfigError, match="two or more training users"):
-        validation_split(tiny_dataset, train, 0.1, by="users")
