@@ -102,7 +102,8 @@ class TrainConfig:
         augment: use the augmented copies written by `prepare --augment` for training.
         rotate_degrees: rotate each training window's 3-axis sensors by a random rotation of
             up to this angle (deepsense.rotate: how a phone sits differently on each user);
-            0: off; data whose sensors are not 3-axis is not rotated.
+            0: off; data whose sensors are not 3-axis is not rotated. 20: on HAPT's UCI
+            test subjects 0.960 -> 0.971 and 0.963 -> 0.975 (seeds 0, 1; README, "Training").
         seed: seeds Python, NumPy and TensorFlow.
         steps_per_epoch: batches per epoch; None: one pass over the training windows, but at
             least 50 batches (small datasets are repeated, so that an epoch, the unit of
@@ -128,7 +129,7 @@ class TrainConfig:
     early_stopping_patience: int = 10
     lr_plateau_patience: int = 3
     augment: bool = True
-    rotate_degrees: float = 0.0
+    rotate_degrees: float = 20.0
     seed: int = 0
     steps_per_epoch: int | None = None
     head: str = "softmax"
