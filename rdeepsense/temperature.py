@@ -1,7 +1,7 @@
 """Temperature scaling (Guo et al., 2017): one scalar T fitted on held-out logits (NumPy).
 
 ``probs = softmax(logits / T)``; T > 1 softens an overconfident model, accuracy is unchanged.
-For export, T folds into the logits layer (kernel / T, bias / T).
+For export, T folds into the logits layer (kernel / T, bias / T: `rdeepsense.calibrate`).
 """
 
 from __future__ import annotations
