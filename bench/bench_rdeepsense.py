@@ -23,7 +23,7 @@ by the lowest validation NLL after a temperature fitted on the validation side, 
 folded into the logits layer (one pass; `deepsense train --head rdeepsense` does the fitting
 and folding itself on a split with validation users, `rdeepsense.calibrate`).
 
-Compression (synthetic; HAPT with `--compress-hapt`): the chosen RDeepSense run compressed
+Compression (synthetic): the chosen RDeepSense run compressed
 by `deepiot.run.compress_run` (what `deepsense compress` runs) to <= 7% of the parameters, and
 L1-norm filter pruning at the budget DeepIoT reached, thinned and fine-tuned with the same
 recipe (distillation of the original, temperature refitted on the validation users).
@@ -31,7 +31,9 @@ Regression: the Gaussian head on the synthetic speed target (m/s), same split, b
 after `compress_run`.
 
 Latency: one window, batch 1, one thread, in a subprocess; the seed-0 models; median over
-interleaved rounds. Spread is the standard deviation over seeds.
+interleaved rounds. Spread is the standard deviation over seeds. `--parts` runs some parts
+only; processes given the same `--out` can run parts in parallel (each rewrites the section
+from every part finished), and a rerun reuses the finished runs in `--out`.
 """
 
 from __future__ import annotations
@@ -72,6 +74,10 @@ PLAIN, PLAIN_T, MC, RAW, ONE_PASS = ("plain softmax", "plain + temperature",
                                      f"MC dropout k={MC_PASSES}", "RDeepSense, no temperature",
                                      "**RDeepSense, w and T chosen on validation**")
 METRICS = ("accuracy", "nll", "ece", "brier")
+#: The benchmark's parts, in the section's order; compression needs synthetic's runs.
+PARTS = ("synthetic", "basicmotions", "hapt", "compression", "regression")
+#: Where a classification part records the scoring weight chosen on seed 0.
+CHOSEN_FILE = "chosen_weight.json"
 
 
 @dataclass
@@ -93,12 +99,17 @@ def synthetic_dataset(args) -> PreparedDataset:
                               activity_names=list(ACTIVITIES))
 
 
+def _saved(ds: PreparedDataset, folder: Path) -> Path:
+    """`folder`, holding `ds` (written once: parallel processes share it)."""
+    return folder if folder.exists() else save_prepared(ds, folder)
+
+
 def make_cases(args, work: Path) -> list[Case]:
     synthetic = synthetic_dataset(args)
     users = synthetic.user_names
     test, val = users[-1], users[-2]
     cases = [Case("synthetic", f"synthetic activity, user {test} tested", synthetic,
-                  save_prepared(synthetic, work / "synthetic" / "data"),
+                  _saved(synthetic, work / "synthetic" / "data"),
                   [*args.common, f'train.split="loso:{test}+val:{val}"'],
                   f"validation user {val} (never fitted)")]
     folder = ROOT / "datasets" / "basicmotions"
@@ -108,7 +119,7 @@ def make_cases(args, work: Path) -> list[Case]:
                                       augment_copies=9, seed=0)
     cases.append(Case(
         "basicmotions", "BasicMotions (UEA split)", basicmotions,
-        save_prepared(basicmotions, work / "basicmotions" / "data"),
+        _saved(basicmotions, work / "basicmotions" / "data"),
         [*args.common, 'train.split="source"', "train.validation_fraction=0.2",
          f"train.epochs={args.bm_epochs}"],
         "a random 20% of the training cases (no participant ids: same people)"))
@@ -134,13 +145,17 @@ def train_seed(case: Case, seed: int, weights: list[float], work: Path) -> dict:
         case.dataset, config, root / "plain", data_path=case.data_dir, verbose=0), root / "plain")
     rdeepsense = {}
     for weight in weights:
-        run = root / f"rdeepsense_w{weight}"
+        run = rdeepsense_dir(work, case.key, seed, weight)
         cfg = load_config(None, [*case.settings, f"train.seed={seed}", 'train.head="rdeepsense"',
                                  f"train.scoring_weight={weight}"])
         _timed(f"{case.key} seed {seed}: rdeepsense w={weight}", lambda: fit_rdeepsense(
             case.dataset, cfg, run, data_path=case.data_dir, verbose=0), run)
         rdeepsense[weight] = run
     return {"plain": root / "plain", "rdeepsense": rdeepsense}
+
+
+def rdeepsense_dir(work: Path, key: str, seed: int, weight: float) -> Path:
+    return work / key / f"seed{seed}" / f"rdeepsense_w{weight}"
 
 
 def _timed(label: str, work, run: Path) -> None:
@@ -250,6 +265,19 @@ def measure_times(case: Case, runs: dict, result: dict, work: Path,
 
 
 # ---------------------------------------------------------------- compression
+def chosen_run(work: Path, key: str, seed: int, poll_s: float = 30.0) -> Path:
+    """The chosen RDeepSense run of a seed, waiting for it if a parallel process is still
+    training it (the classification part writes `CHOSEN_FILE` once seed 0 is evaluated)."""
+    chosen = work / key / CHOSEN_FILE
+    while True:
+        if chosen.exists():
+            run = rdeepsense_dir(work, key, seed, json.loads(chosen.read_text())["weight"])
+            if (run / "run.json").exists():
+                return run
+        print(f"  waiting for the chosen run of {key} seed {seed}", flush=True)
+        time.sleep(poll_s)
+
+
 def compress_seed(case: Case, run: Path, seed: int, work: Path, settings: CompressConfig,
                   baseline: bool = True) -> dict:
     """DeepIoT (`compress_run`) and, for classification, L1-norm pruning at its budget."""
@@ -267,6 +295,9 @@ def compress_seed(case: Case, run: Path, seed: int, work: Path, settings: Compre
 
     settings = replace(settings, seed=seed)
     out = work / case.key / f"seed{seed}" / f"deepiot_{run.name}"
+    kept = out / "bench_result.json"
+    if kept.exists():
+        return json.loads(kept.read_text())
     started = time.perf_counter()
     done = out / "compression_report.json"
     report = (json.loads(done.read_text()) if done.exists()
@@ -277,6 +308,7 @@ def compress_seed(case: Case, run: Path, seed: int, work: Path, settings: Compre
     result = {"fraction": fraction, "original": report["models"]["original"],
               "DeepIoT": report["models"]["compressed"]}
     if not baseline:
+        kept.write_text(json.dumps(result))
         return result
     model, info = load_run(run)
     config = info.run_config
@@ -297,6 +329,7 @@ def compress_seed(case: Case, run: Path, seed: int, work: Path, settings: Compre
     result["L1 fraction"] = (result["L1-norm filters"]["parameters"]
                              / result["original"]["parameters"])
     print(f"  {case.key} seed {seed}: L1 {result['L1-norm filters']}", flush=True)
+    kept.write_text(json.dumps(result))
     return result
 
 
@@ -389,7 +422,7 @@ def plot_reliability(case: Case, results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def compression_section(name: str, results: list[dict]) -> str:
+def compression_section(name: str, results: list[dict], n_seeds: int) -> str:
     models = ("original", "DeepIoT", "L1-norm filters")
     fractions = {"original": [1.0] * len(results), "DeepIoT": [r["fraction"] for r in results],
                  "L1-norm filters": [r["L1 fraction"] for r in results]}
@@ -409,8 +442,10 @@ def compression_section(name: str, results: list[dict]) -> str:
               f"DeepIoT - L1 {mean_spread(d_acc)} (>= in {sum(d >= 0 for d in d_acc)} of "
               f"{len(d_acc)} seeds)")]
     goal_rows = [[g, text, "**met**" if ok else "**missed**"] for g, ok, text in goals]
-    return (f"### Compression keeps calibration: {name}\n\n{len(results)} seeds (the chosen "
-            f"RDeepSense run of each), test windows.\n\n{table}\n\n"
+    partial = (f" (**partial: {len(results)} of {n_seeds} seeds done**)"
+               if len(results) < n_seeds else "")
+    return (f"### Compression keeps calibration: {name}\n\n{len(results)} seeds{partial} (the "
+            f"chosen RDeepSense run of each), test windows.\n\n{table}\n\n"
             + markdown_table(["goal (means over seeds)", "measured", ""], goal_rows))
 
 
@@ -444,7 +479,8 @@ def main() -> None:
     parser.add_argument("--bm-epochs", type=int, default=15, help="BasicMotions: maximum epochs")
     parser.add_argument("--hapt-epochs", type=int, default=10, help="HAPT: maximum epochs")
     parser.add_argument("--hapt", type=Path, help="prepared HAPT folder (six activities)")
-    parser.add_argument("--compress-hapt", action="store_true")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="what to run (in this order; parallel processes may share --out)")
     parser.add_argument("--users", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=40.0)
     parser.add_argument("--weights", type=float, nargs="+", default=[0.25, 1.0])
@@ -482,40 +518,50 @@ def main() -> None:
               f"{args.users} users x 3 devices x 6 activities x {args.seconds:.0f} s, windows of "
               "20 x 0.25 s every 1.25 s. BasicMotions: 10 Hz, 19 x 0.5 s windows, training set "
               "augmented x10. HAPT: 20 x 0.25 s windows every 2.5 s, six activities.")
-    sections: list[str] = []
-    cases = make_cases(args, work)
-    total = len(cases) + 2 + bool(args.hapt and args.compress_hapt)  # + compression, regression
+    cases = {case.key: case for case in make_cases(args, work)}
+    parts = work / "parts"
+    parts.mkdir(exist_ok=True)
 
-    def write(final: bool) -> None:
-        status = "" if final else (f"**Partial: {len(sections)} of {total} parts done when "
-                                   "this was written.**\n\n")
-        write_section(SECTION, command, status + header + "\n\n" + "\n\n".join(sections)
-                      + f"\n\nBenchmark time so far {time.perf_counter() - started:.0f} s.")
+    def finish(part: str, markdown: str, **saved) -> None:
+        """Keep a part's markdown (and what later parts need), then rewrite the section
+        from every part finished so far in `work`, by this or a parallel process."""
+        (parts / f"{part}.json").write_text(json.dumps(
+            {"command": command, "seconds": round(time.perf_counter() - started),
+             "markdown": markdown, **saved}, default=str))
+        done = {p: json.loads((parts / f"{p}.json").read_text())
+                for p in PARTS if (parts / f"{p}.json").exists()}
+        missing = [p for p in PARTS if p not in done and (p != "hapt" or args.hapt)]
+        status = (f"**Partial: {', '.join(missing)} not done when this was written.**\n\n"
+                  if missing else "")
+        commands = " and, in parallel, ".join(dict.fromkeys(d["command"] for d in done.values()))
+        write_section(SECTION, commands, status + header + "\n\n" + "\n\n".join(
+            d["markdown"] for d in done.values()) + "\n\nWall time per part (s, from its "
+            "process' start): " + ", ".join(f"{p} {d['seconds']}" for p, d in done.items()))
 
-    for case in cases:
-        n_seeds = args.hapt_seeds if case.key == "hapt" else args.seeds
+    for key in [p for p in args.parts if p in cases]:
+        case = cases[key]
+        n_seeds = args.hapt_seeds if key == "hapt" else args.seeds
         runs = [train_seed(case, 0, args.weights, work)]
         results = [evaluate_seed(case, runs[0], 0)]
+        (work / key / CHOSEN_FILE).write_text(json.dumps({"weight": results[0]["chosen"]}))
         for seed in range(1, n_seeds):  # w is chosen once, on seed 0's validation side
             runs.append(train_seed(case, seed, [results[0]["chosen"]], work))
             results.append(evaluate_seed(case, runs[-1], seed))
         times = measure_times(case, runs[0], results[0], work, args.rounds)
-        png = f"bench/rdeepsense_reliability_{case.key}.png"
+        png = f"bench/rdeepsense_reliability_{key}.png"
         plot_reliability(case, results, ROOT / png)
-        sections.append(classification_section(case, results, times, png))
-        write(final=False)
-        if case.key == "synthetic" or (case.key == "hapt" and args.compress_hapt):
-            sections.append(compression_section(case.name, [
-                compress_seed(case, r["rdeepsense"][res["chosen"]], seed, work,
-                              compress_settings) for seed, (r, res) in enumerate(zip(runs, results))]))
-            write(final=False)
-    regression = []
-    for seed in range(args.regression_seeds):
-        run = train_regression(cases[0], seed, work)
-        regression.append(compress_seed(cases[0], run, seed, work, compress_settings,
-                                        baseline=False))
-    sections.append(regression_section(regression))
-    write(final=True)
+        finish(key, classification_section(case, results, times, png),
+               chosen=[str(r["rdeepsense"][res["chosen"]]) for r, res in zip(runs, results)])
+    if "compression" in args.parts:
+        case, compressed = cases["synthetic"], []
+        for seed in range(args.seeds):  # the section is rewritten after every seed
+            compressed.append(compress_seed(case, chosen_run(work, "synthetic", seed), seed,
+                                            work, compress_settings))
+            finish("compression", compression_section(case.name, compressed, args.seeds))
+    if "regression" in args.parts:
+        finish("regression", regression_section([compress_seed(
+            cases["synthetic"], train_regression(cases["synthetic"], seed, work), seed, work,
+            compress_settings, baseline=False) for seed in range(args.regression_seeds)]))
 
 
 if __name__ == "__main__":
