@@ -44,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,9 +70,10 @@ SMALL_MODEL = ["model.conv_filters=32", "model.merge_filters=32", "model.gru_uni
 TINY_MODEL = ["model.conv_filters=4", "model.merge_filters=4", "model.gru_units=[6, 6]"]
 HAPT_VALIDATION_USERS = ("1", "11", "21", "28")
 MC_PASSES = 50
-PLAIN, PLAIN_T, MC, RAW, ONE_PASS = ("plain softmax", "plain + temperature",
-                                     f"MC dropout k={MC_PASSES}", "RDeepSense, no temperature",
-                                     "**RDeepSense, w and T chosen on validation**")
+PLAIN, PLAIN_T, MC, RAW, FREE_T, ONE_PASS = (
+    "plain softmax", "plain + temperature (T >= 1)", f"MC dropout k={MC_PASSES}",
+    "RDeepSense, no temperature", "RDeepSense + temperature fitted freely (T may sharpen)",
+    "**RDeepSense, w and T >= 1 chosen on validation**")
 METRICS = ("accuracy", "nll", "ece", "brier")
 #: The benchmark's parts, in the section's order; compression needs synthetic's runs.
 PARTS = ("synthetic", "basicmotions", "hapt", "compression", "regression")
@@ -183,9 +184,14 @@ def _rows(case: Case, seed: int):
 
 
 def evaluate_seed(case: Case, runs: dict, seed: int) -> dict:
-    """Test metrics and probabilities per method, the w chosen and its temperature."""
+    """Test metrics and probabilities per method, the w chosen and its temperature.
+
+    Every temperature is fitted on the validation side from raw logits (a temperature
+    `train` folded into a model is undone first), in `rdeepsense.calibrate.BOUNDS` (the
+    product's rule: soften only), except FREE_T's, fitted in `T_BOUNDS`."""
     from deepsense.run import load_run
     from rdeepsense import predictors
+    from rdeepsense.calibrate import BOUNDS
     from rdeepsense.temperature import apply_temperature, fit_temperature
 
     ds, rows = case.dataset, _rows(case, seed)
@@ -194,7 +200,7 @@ def evaluate_seed(case: Case, runs: dict, seed: int) -> dict:
     probs = {}
     plain = load_run(runs["plain"])[0]
     logits = predictors.make_logits(plain)
-    plain_t = fit_temperature(_batched(logits, x_val), y_val)
+    plain_t = fit_temperature(_batched(logits, x_val), y_val, BOUNDS)
     test_logits = _batched(logits, x_test)
     probs[PLAIN] = apply_temperature(test_logits, 1.0)
     probs[PLAIN_T] = apply_temperature(test_logits, plain_t)
@@ -204,27 +210,27 @@ def evaluate_seed(case: Case, runs: dict, seed: int) -> dict:
         model, info = load_run(run)
         folded = (info.calibration or {}).get("temperature", 1.0)
         logits = predictors.make_logits(model)
-        val_logits = _batched(logits, x_val)
-        temperature = fit_temperature(val_logits, y_val)  # ~1 where train folded one already
+        val_logits = _batched(logits, x_val) * folded  # raw logits
+        temperature = fit_temperature(val_logits, y_val, BOUNDS)
         sweep[weight] = {
-            "temperature": folded * temperature,
+            "temperature": temperature, "free_temperature": fit_temperature(val_logits, y_val),
             "val_nll": classification_calibration(
                 y_val, apply_temperature(val_logits, temperature))["nll"],
             "val_nll_raw": classification_calibration(
-                y_val, apply_temperature(val_logits, 1 / folded))["nll"],
-            "test_logits": _batched(logits, x_test), "bench_temperature": temperature,
-            "folded": folded}
+                y_val, apply_temperature(val_logits, 1.0))["nll"],
+            "test_logits": _batched(logits, x_test) * folded}
     chosen = min(sweep, key=lambda w: sweep[w]["val_nll"])
     best = sweep[chosen]
-    probs[RAW] = apply_temperature(best["test_logits"], 1 / best["folded"])
-    probs[ONE_PASS] = apply_temperature(best["test_logits"], best["bench_temperature"])
+    probs[RAW] = apply_temperature(best["test_logits"], 1.0)
+    probs[FREE_T] = apply_temperature(best["test_logits"], best["free_temperature"])
+    probs[ONE_PASS] = apply_temperature(best["test_logits"], best["temperature"])
     metrics = {name: classification_calibration(y_test, p) for name, p in probs.items()}
     for name, m in metrics.items():
         print(f"  {case.key} seed {seed}: {name}: accuracy {m['accuracy']:.4f}, "
               f"NLL {m['nll']:.4f}, ECE {m['ece']:.4f}", flush=True)
     return {"metrics": metrics, "probs": probs, "y": y_test, "chosen": chosen,
             "plain_temperature": plain_t, "n_test": len(y_test), "n_val": len(y_val),
-            "sweep": {w: {k: s[k] for k in ("temperature", "val_nll", "val_nll_raw")}
+            "sweep": {w: {k: v for k, v in s.items() if k != "test_logits"}
                       for w, s in sweep.items()}}
 
 
@@ -278,11 +284,24 @@ def chosen_run(work: Path, key: str, seed: int, poll_s: float = 30.0) -> Path:
         time.sleep(poll_s)
 
 
+def recalibrate(case: Case, run: Path) -> None:
+    """Refit a run's folded temperature by the current `rdeepsense.calibrate` rule (runs
+    trained before the rule changed, or stopped between training and calibration)."""
+    from deepsense.run import MODEL_FILE, load_run
+    from rdeepsense.calibrate import calibrate_on_validation_users, fold_temperature
+
+    model, info = load_run(run)
+    if info.task == "regression":
+        return
+    fold_temperature(model, 1.0 / (info.calibration or {}).get("temperature", 1.0))
+    calibration = calibrate_on_validation_users(model, case.dataset, info.run_config.train)
+    model.save(run / MODEL_FILE)
+    replace(info, calibration=calibration).write(run)
+
+
 def compress_seed(case: Case, run: Path, seed: int, work: Path, settings: CompressConfig,
                   baseline: bool = True) -> dict:
     """DeepIoT (`compress_run`) and, for classification, L1-norm pruning at its budget."""
-    from dataclasses import replace
-
     from deepiot.baselines import l1_norm_masks
     from deepiot.finetune import fine_tune
     from deepiot.masks import kept_widths
@@ -300,6 +319,8 @@ def compress_seed(case: Case, run: Path, seed: int, work: Path, settings: Compre
         return json.loads(kept.read_text())
     started = time.perf_counter()
     done = out / "compression_report.json"
+    if not done.exists():
+        recalibrate(case, run)
     report = (json.loads(done.read_text()) if done.exists()
               else compress_run(run, out, compress_config=settings))
     print(f"  {case.key} seed {seed}: DeepIoT of {run.name}: "
@@ -367,7 +388,8 @@ def classification_section(case: Case, results: list[dict], times: dict, png: st
                             f"ms/window (vs {MC})"], rows)
     weights = list(results[0]["sweep"])
     sweep_rows = [[seed, *(f"{r['sweep'][w]['val_nll_raw']:.3f} / {r['sweep'][w]['val_nll']:.3f}"
-                           f" (T {r['sweep'][w]['temperature']:.2f})" if w in r["sweep"] else "-"
+                           f" (T {r['sweep'][w]['temperature']:.2f}; free "
+                           f"{r['sweep'][w]['free_temperature']:.2f})" if w in r["sweep"] else "-"
                            for w in weights), r["chosen"], f"{r['plain_temperature']:.2f}"]
                   for seed, r in enumerate(results)]
     sweep = markdown_table(["seed", *(f"w={w}: val NLL raw / after T" for w in weights),

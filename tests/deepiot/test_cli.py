@@ -116,10 +116,11 @@ def test_compress_refits_the_temperature_on_the_validation_users(trained_run, tm
     model, info = load_run(out)
     from deepsense.data.prepared import load_prepared
     from deepsense.run import split_rows
+    from rdeepsense.calibrate import BOUNDS
     from rdeepsense.predictors import make_logits
     from rdeepsense.temperature import fit_temperature
 
     ds = load_prepared(data)
     rows = split_rows(ds, info.run_config.train).validation
-    refit = fit_temperature(make_logits(model)(ds.x[rows]), ds.activity[rows])
+    refit = fit_temperature(make_logits(model)(ds.x[rows]), ds.activity[rows], BOUNDS)
     assert refit == pytest.approx(1.0, rel=1e-3)
