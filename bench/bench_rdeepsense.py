@@ -18,10 +18,11 @@ the same test windows:
 
 Methods: the plain model (softmax + cross-entropy) in one pass, with a temperature fitted
 on the validation side, and under MC dropout with 50 passes (run as one batch); RDeepSense
-(uncertainty head + w * NLL + (1 - w) * Brier) trained for each w in `--weights`, w chosen
-by the lowest validation NLL after a temperature fitted on the validation side, which is
-folded into the logits layer (one pass; `deepsense train --head rdeepsense` does the fitting
-and folding itself on a split with validation users, `rdeepsense.calibrate`).
+(uncertainty head + w * NLL + (1 - w) * Brier) with the w of `--weights` that has the lowest
+validation NLL on seed 0 (later seeds train that w only), after a temperature fitted on the
+validation side in [1, 50] (`rdeepsense.calibrate.BOUNDS`; the unbounded fit is shown too).
+The temperature folds into the logits layer: still one pass (`deepsense train --head
+rdeepsense` fits and folds it itself on a split with validation users).
 
 Compression (synthetic): the chosen RDeepSense run compressed
 by `deepiot.run.compress_run` (what `deepsense compress` runs) to <= 7% of the parameters, and
@@ -61,8 +62,7 @@ from deepsense.data.prepared import (PreparedDataset, load_prepared,  # noqa: E4
                                      prepare_recordings, save_prepared)
 from deepsense.data.synthetic import ACTIVITIES, SyntheticSpec, make_recordings  # noqa: E402
 from deepsense.data.ts_format import read_ts  # noqa: E402
-from edge.calibration import (classification_calibration, regression_calibration,  # noqa: E402
-                              reliability_bins)
+from edge.calibration import classification_calibration, reliability_bins  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "Calibrated uncertainty (issues 3, 12)"
