@@ -1,29 +1,40 @@
-"""Calibration and cost of RDeepSense against the baselines a user would compare (issue 3).
+"""Calibration under user shift in one pass, and after compression (issues 3 and 12).
 
-    PYTHONPATH=. .venv/bin/python bench/bench_rdeepsense.py [--epochs 10] [--quick]
+    PYTHONPATH=. .venv/bin/python bench/bench_rdeepsense.py [--seeds 3] [--hapt data/hapt] [--quick]
 
-Cases: synthetic activity recognition with one user held out (6 users x 3 devices x 40 s;
-user f, the held-out user with the lowest accuracy in a pilot run of the plain model, so
-that there are mistakes to be calibrated about; user a is recognised perfectly), and
-BasicMotions (UEA train/test files). Per case, every method predicts
-the same held-out windows:
+`--hapt` is a folder prepared by ``deepsense prepare --source hapt --input <UCI HAPT>
+--out data/hapt --set features.stride_s=2.5`` (datasets/hapt/README.md); without it the
+HAPT case is left out.
 
-- plain DeepSense (softmax + cross-entropy), one pass;
-- temperature scaling of it (T fitted on the validation windows);
-- MC dropout with k = 10 and 50 passes of it (the passes of a window run as one batch);
-- a deep ensemble of 5 plain models (same data and validation split, different seeds for
-  initialisation and dropout);
-- RDeepSense (uncertainty head + scoring rule w * NLL + (1 - w) * Brier), one pass;
-- moment propagation (rdeepsense.moments) over the plain and the RDeepSense models.
+Classification cases, each trained once per seed (train.seed) and every method predicting
+the same test windows:
 
-The scoring weight w is chosen by the lowest validation NLL in a sweep on the synthetic
-case and reused for BasicMotions. Inference time: per window, batch 1, one thread (measured
-in a subprocess so that training can use both cores), median over interleaved rounds.
-Shift check: mean predictive entropy on in-distribution windows against a held-out user and
-against the same windows with a corrupted sensor (Gaussian noise of half the axis' standard
-deviation on every axis; the accelerometer x axis stuck at its first value).
-Goal: RDeepSense ECE and NLL no worse than MC dropout k = 50, at <= 1/10 of its cost, with
-accuracy at most 0.5 points below the plain model.
+- synthetic activity: 6 users x 3 devices; user f is tested (the hardest user in a pilot of
+  the plain model), user e is the validation user, a-d are fitted (split ``loso:f+val:e``);
+- BasicMotions (UEA train/test files): no participant ids, so the validation side is a
+  random 20% of the training cases (the same people): no user shift can be validated there;
+- HAPT (real, 30 users): the UCI HAR test subjects are tested, 4 of the 21 training users
+  are the validation users (1, 11, 21, 28: the 1st, 7th, 13th and 19th in id order), 17 fitted.
+
+Methods: the plain model (softmax + cross-entropy) in one pass, with a temperature fitted
+on the validation side, and under MC dropout with 50 passes (run as one batch); RDeepSense
+(uncertainty head + w * NLL + (1 - w) * Brier) with the w of `--weights` that has the lowest
+validation NLL on seed 0 (later seeds train that w only), after a temperature fitted on the
+validation side in [1, 50] (`rdeepsense.calibrate.BOUNDS`; the unbounded fit is shown too).
+The temperature folds into the logits layer: still one pass (`deepsense train --head
+rdeepsense` fits and folds it itself on a split with validation users).
+
+Compression (synthetic): the chosen RDeepSense run compressed
+by `deepiot.run.compress_run` (what `deepsense compress` runs) to <= 7% of the parameters, and
+L1-norm filter pruning at the budget DeepIoT reached, thinned and fine-tuned with the same
+recipe (distillation of the original, temperature refitted on the validation users).
+Regression: the Gaussian head on the synthetic speed target (m/s), same split, before and
+after `compress_run`.
+
+Latency: one window, batch 1, one thread, in a subprocess; the seed-0 models; median over
+interleaved rounds. Spread is the standard deviation over seeds. `--parts` runs some parts
+only; processes given the same `--out` can run parts in parallel (each rewrites the section
+from every part finished), and a rerun reuses the finished runs in `--out`.
 """
 
 from __future__ import annotations
@@ -34,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,308 +55,460 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (markdown_table, median_latency_ms, single_thread_tensorflow,  # noqa: E402
                     write_section)
 
-from deepsense.config import load_config  # noqa: E402
+from deepsense.config import CompressConfig, load_config  # noqa: E402
 from deepsense.data.features import FeatureConfig  # noqa: E402
-from deepsense.data.prepared import PreparedDataset, prepare_recordings  # noqa: E402
-from deepsense.data.recording import Recording, SensorStream  # noqa: E402
-from deepsense.data.splits import split_indices, validation_split  # noqa: E402
+from deepsense.data.hapt import UCI_HAR_TEST_USERS  # noqa: E402
+from deepsense.data.prepared import (PreparedDataset, load_prepared,  # noqa: E402
+                                     prepare_recordings, save_prepared)
 from deepsense.data.synthetic import ACTIVITIES, SyntheticSpec, make_recordings  # noqa: E402
 from deepsense.data.ts_format import read_ts  # noqa: E402
-from edge.calibration import classification_calibration  # noqa: E402
-from edge.stats import entropy  # noqa: E402
+from edge.calibration import classification_calibration, reliability_bins  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+SECTION = "Calibrated uncertainty (issues 3, 12)"
 SMALL_MODEL = ["model.conv_filters=32", "model.merge_filters=32", "model.gru_units=[64, 64]"]
 TINY_MODEL = ["model.conv_filters=4", "model.merge_filters=4", "model.gru_units=[6, 6]"]
-N_MEMBERS = 5
-SHIFTS = ("noise", "stuck axis")
+HAPT_VALIDATION_USERS = ("1", "11", "21", "28")
+MC_PASSES = 50
+PLAIN, PLAIN_T, MC, RAW, FREE_T, ONE_PASS = (
+    "plain softmax", "plain + temperature (T >= 1)", f"MC dropout k={MC_PASSES}",
+    "RDeepSense, no temperature", "RDeepSense + temperature fitted freely (T may sharpen)",
+    "**RDeepSense, w and T >= 1 chosen on validation**")
+METRICS = ("accuracy", "nll", "ece", "brier")
+#: The benchmark's parts, in the section's order; compression needs synthetic's runs.
+PARTS = ("synthetic", "basicmotions", "hapt", "compression", "regression")
+#: Where a classification part records the scoring weight chosen on seed 0.
+CHOSEN_FILE = "chosen_weight.json"
 
 
 @dataclass
 class Case:
-    """One benchmark dataset: prepared windows, settings and the rows each method predicts."""
+    """One classification dataset, its split and what its validation side is."""
 
+    key: str
     name: str
     dataset: PreparedDataset
+    data_dir: Path  # the same windows on disk, where `compress_run` reads them
     settings: list[str]
-    reference: str  # which rows are the in-distribution reference: "validation" or "test"
-    corrupted: dict[str, PreparedDataset] = field(default_factory=dict)
-    rows: dict[str, np.ndarray] = field(default_factory=dict)
+    validation: str
 
 
 # ---------------------------------------------------------------- data
-def _noisy(recordings: list[Recording], rng: np.random.Generator) -> list[Recording]:
-    """Gaussian noise of half each axis' standard deviation (over all recordings)."""
-    scale = {s: 0.5 * np.concatenate([r.streams[s].values for r in recordings]).std(axis=0)
-             for s in recordings[0].streams}
-    return [_with_streams(r, {s: SensorStream(st.t_s, st.values + rng.normal(
-        0.0, 1.0, st.values.shape) * scale[s]) for s, st in r.streams.items()})
-        for r in recordings]
-
-
-def _stuck(recordings: list[Recording]) -> list[Recording]:
-    """The accelerometer x axis frozen at its first reading."""
-    out = []
-    for r in recordings:
-        streams = dict(r.streams)
-        values = streams["acc"].values.copy()
-        values[:, 0] = values[0, 0]
-        streams["acc"] = SensorStream(streams["acc"].t_s, values)
-        out.append(_with_streams(r, streams))
-    return out
-
-
-def _with_streams(r: Recording, streams: dict[str, SensorStream]) -> Recording:
-    return Recording(r.device, streams, r.user, r.label, r.target, r.source, r.split)
-
-
-def _matching_rows(clean: PreparedDataset, rows: np.ndarray,
-                   other: PreparedDataset) -> np.ndarray:
-    """Rows of `other` holding the same (recording, start time) windows as `clean[rows]`."""
-    index = {(int(rec), round(float(s), 6)): i for i, (rec, s, c) in enumerate(
-        zip(other.recording, other.start_s, other.copy)) if c == 0}
-    return np.array([index[(int(clean.recording[i]), round(float(clean.start_s[i]), 6))]
-                     for i in rows])
-
-
-def _make_case(name: str, recordings: list[Recording], features: FeatureConfig,
-               settings: list[str], reference: str, augment: int = 0,
-               classes: list[str] | None = None) -> Case:
-    dataset = prepare_recordings(recordings, features, augment_copies=augment, seed=0,
-                                 activity_names=classes)
-    config = load_config(None, settings)
-    t = config.train
-    train, test = split_indices(dataset, t.split, seed=t.seed, use_augmented=t.augment)
-    _, validation = validation_split(dataset, train, t.validation_fraction, seed=t.seed)
-    case = Case(name, dataset, settings, reference, rows={"test": test, "validation": validation})
-    rng = np.random.default_rng(0)
-    for shift, corrupt in (("noise", lambda rs: _noisy(rs, rng)), ("stuck axis", _stuck)):
-        corrupted = prepare_recordings(corrupt(recordings), features, activity_names=classes)
-        case.corrupted[shift] = corrupted
-        case.rows[shift] = _matching_rows(dataset, case.rows[reference], corrupted)
-    return case
-
-
-def synthetic_case(args) -> Case:
+def synthetic_dataset(args) -> PreparedDataset:
     spec = SyntheticSpec(n_users=args.users, seconds_per_activity=args.seconds, seed=0)
-    settings = [*args.common, f'train.split="loso:{args.holdout}"']
-    return _make_case(f"synthetic activity, user {args.holdout} held out",
-                      make_recordings(spec), FeatureConfig(stride_s=1.25), settings,
-                      "validation", classes=list(ACTIVITIES))
+    return prepare_recordings(make_recordings(spec), FeatureConfig(stride_s=1.25),
+                              activity_names=list(ACTIVITIES))
 
 
-def basicmotions_case(args) -> Case:
+def _saved(ds: PreparedDataset, folder: Path) -> Path:
+    """`folder`, holding `ds` (written once: parallel processes share it)."""
+    return folder if folder.exists() else save_prepared(ds, folder)
+
+
+def make_cases(args, work: Path) -> list[Case]:
+    synthetic = synthetic_dataset(args)
+    users = synthetic.user_names
+    test, val = users[-1], users[-2]
+    cases = [Case("synthetic", f"synthetic activity, user {test} tested", synthetic,
+                  _saved(synthetic, work / "synthetic" / "data"),
+                  [*args.common, f'train.split="loso:{test}+val:{val}"'],
+                  f"validation user {val} (never fitted)")]
     folder = ROOT / "datasets" / "basicmotions"
     recordings = (read_ts(folder / "BasicMotions_TRAIN.ts", sample_rate_hz=10, split="train")[0]
                   + read_ts(folder / "BasicMotions_TEST.ts", sample_rate_hz=10, split="test")[0])
-    settings = [*args.common, 'train.split="source"', "train.validation_fraction=0.2",
-                f"train.epochs={args.bm_epochs}"]
-    return _make_case("BasicMotions (UEA split)", recordings,
-                      FeatureConfig(interval_s=0.5, n_intervals=19), settings, "test", augment=9)
+    basicmotions = prepare_recordings(recordings, FeatureConfig(interval_s=0.5, n_intervals=19),
+                                      augment_copies=9, seed=0)
+    cases.append(Case(
+        "basicmotions", "BasicMotions (UEA split)", basicmotions,
+        _saved(basicmotions, work / "basicmotions" / "data"),
+        [*args.common, 'train.split="source"', "train.validation_fraction=0.2",
+         f"train.epochs={args.bm_epochs}"],
+        "a random 20% of the training cases (no participant ids: same people)"))
+    if args.hapt:
+        test_users = ",".join(str(u) for u in UCI_HAR_TEST_USERS)
+        cases.append(Case(
+            "hapt", "HAPT, UCI HAR test subjects tested", load_prepared(args.hapt), args.hapt,
+            [*args.common, f"train.epochs={args.hapt_epochs}",
+             f'train.split="users:{test_users}+val:{",".join(HAPT_VALIDATION_USERS)}"'],
+            f"validation users {', '.join(HAPT_VALIDATION_USERS)} (never fitted)"))
+    return cases
 
 
 # ---------------------------------------------------------------- training
-def train_runs(case: Case, work: Path, weights: list[float]) -> dict[str, list[Path] | dict]:
-    """Plain ensemble members and one RDeepSense run per weight; returns their run dirs."""
-    import keras
-
-    from deepsense.train import build_compiled_deepsense, fit
+def train_seed(case: Case, seed: int, weights: list[float], work: Path) -> dict:
+    """The plain run and one RDeepSense run per weight, for one seed: run directories."""
+    from deepsense.train import fit
     from rdeepsense.train import fit_rdeepsense
 
-    config = load_config(None, case.settings)
-    members = []
-    for member in range(N_MEMBERS):
-        def build(ds, cfg, n, seed=member):
-            keras.utils.set_random_seed(1000 * seed)  # init and dropout differ, data do not
-            return build_compiled_deepsense(ds, cfg, n)
-
-        run = work / case.name.split()[0] / f"plain{member}"
-        _timed(f"{case.name}: plain member {member}", lambda: fit(
-            case.dataset, config, run, build_model=build, verbose=0,
-            extra_info={"ensemble_member": member}))
-        members.append(run)
+    root = work / case.key / f"seed{seed}"
+    config = load_config(None, [*case.settings, f"train.seed={seed}"])
+    _timed(f"{case.key} seed {seed}: plain", lambda: fit(
+        case.dataset, config, root / "plain", data_path=case.data_dir, verbose=0), root / "plain")
     rdeepsense = {}
     for weight in weights:
-        run = work / case.name.split()[0] / f"rdeepsense_w{weight}"
-        cfg = load_config(None, [*case.settings, 'train.head="rdeepsense"',
+        run = rdeepsense_dir(work, case.key, seed, weight)
+        cfg = load_config(None, [*case.settings, f"train.seed={seed}", 'train.head="rdeepsense"',
                                  f"train.scoring_weight={weight}"])
-        _timed(f"{case.name}: rdeepsense w={weight}",
-               lambda: fit_rdeepsense(case.dataset, cfg, run, verbose=0))
+        _timed(f"{case.key} seed {seed}: rdeepsense w={weight}", lambda: fit_rdeepsense(
+            case.dataset, cfg, run, data_path=case.data_dir, verbose=0), run)
         rdeepsense[weight] = run
-    return {"plain": members, "rdeepsense": rdeepsense}
+    return {"plain": root / "plain", "rdeepsense": rdeepsense}
 
 
-def _timed(label: str, work) -> None:
+def rdeepsense_dir(work: Path, key: str, seed: int, weight: float) -> Path:
+    return work / key / f"seed{seed}" / f"rdeepsense_w{weight}"
+
+
+def _timed(label: str, work, run: Path) -> None:
+    """Run `work` (a training), unless `run` is already a finished run directory (a rerun
+    with the same --out continues where an earlier one stopped)."""
+    if (run / "run.json").exists():
+        print(f"  {label}: kept from an earlier run", flush=True)
+        return
     started = time.perf_counter()
     result = work()
-    print(f"  {label}: {result.info.epochs_run} epochs, "
-          f"{time.perf_counter() - started:.0f} s", flush=True)
+    print(f"  {label}: {result.info.epochs_run} epochs, {time.perf_counter() - started:.0f} s",
+          flush=True)
 
 
 # ---------------------------------------------------------------- predictions
-def method_specs(runs: dict, weight: float, temperature: float) -> list[dict]:
-    """What each method is, as JSON (the timing subprocess rebuilds the predictors from it)."""
-    plain, rdeep = str(runs["plain"][0]), str(runs["rdeepsense"][weight])
-    return [
-        {"name": "plain softmax", "kind": "one_pass", "runs": [plain]},
-        {"name": "temperature scaling", "kind": "temperature", "runs": [plain],
-         "temperature": temperature},
-        {"name": "MC dropout k=10", "kind": "mc", "runs": [plain], "passes": 10},
-        {"name": "MC dropout k=50", "kind": "mc", "runs": [plain], "passes": 50},
-        {"name": f"deep ensemble of {N_MEMBERS}", "kind": "ensemble",
-         "runs": [str(r) for r in runs["plain"]]},
-        {"name": "plain + moment propagation", "kind": "moments", "runs": [plain]},
-        {"name": f"RDeepSense (w={weight})", "kind": "one_pass", "runs": [rdeep]},
-        {"name": "RDeepSense + moment propagation", "kind": "moments", "runs": [rdeep]},
-    ]
-
-
-def build_predictor(spec: dict):
-    from deepsense.run import load_run
-    from rdeepsense import predictors
-    from rdeepsense.moments import build_moment_model
-
-    models = [load_run(run)[0] for run in spec["runs"]]
-    kind = spec["kind"]
-    if kind == "one_pass":
-        return predictors.make_one_pass(models[0])
-    if kind == "temperature":
-        return predictors.make_temperature_scaled(models[0], spec["temperature"])
-    if kind == "mc":
-        return predictors.make_mc_dropout(models[0], spec["passes"], "probabilities")
-    if kind == "ensemble":
-        return predictors.make_ensemble(models, "probabilities")
-    return predictors.make_one_pass(build_moment_model(models[0]))
-
-
-def fit_plain_temperature(case: Case, run: Path) -> float:
-    from deepsense.run import load_run
-    from rdeepsense.predictors import make_logits
-    from rdeepsense.temperature import fit_temperature
-
-    logits = make_logits(load_run(run)[0])
-    rows = case.rows["validation"]
-    return fit_temperature(_batched(logits, case.dataset.x[rows]), case.dataset.activity[rows])
-
-
 def _batched(predict, x: np.ndarray, size: int = 256) -> np.ndarray:
     return np.concatenate([predict(x[i:i + size]) for i in range(0, len(x), size)])
 
 
-def evaluate_methods(case: Case, specs: list[dict]) -> dict[str, dict]:
-    """Test metrics and mean entropies (in-distribution, held-out, corrupted) per method."""
-    ds, rows = case.dataset, case.rows
-    results = {}
-    for spec in specs:
-        predict = build_predictor(spec)
-        test = _batched(predict, ds.x[rows["test"]])
-        result = {k: float(v) for k, v in classification_calibration(
-            ds.activity[rows["test"]], test).items()}
-        reference = test if case.reference == "test" else _batched(
-            predict, ds.x[rows["validation"]])
-        result["entropy"] = {"in-distribution": float(entropy(reference).mean())}
-        if case.reference == "validation":
-            result["entropy"]["held-out user"] = float(entropy(test).mean())
-        for shift in SHIFTS:
-            corrupted = _batched(predict, case.corrupted[shift].x[rows[shift]])
-            result["entropy"][shift] = float(entropy(corrupted).mean())
-        results[spec["name"]] = result
-        print(f"  {case.name}: {spec['name']}: accuracy {result['accuracy']:.4f}, "
-              f"NLL {result['nll']:.4f}, ECE {result['ece']:.4f}", flush=True)
-    return results
+def _rows(case: Case, seed: int):
+    from deepsense.run import split_rows
+
+    return split_rows(case.dataset, load_config(None, [*case.settings,
+                                                       f"train.seed={seed}"]).train)
 
 
-def sweep_table(case: Case, runs: dict) -> tuple[float, list[list]]:
-    """Validation and test metrics per scoring weight; the weight with the lowest val NLL."""
+def evaluate_seed(case: Case, runs: dict, seed: int) -> dict:
+    """Test metrics and probabilities per method, the w chosen and its temperature.
+
+    Every temperature is fitted on the validation side from raw logits (a temperature
+    `train` folded into a model is undone first), in `rdeepsense.calibrate.BOUNDS` (the
+    product's rule: soften only), except FREE_T's, fitted in `T_BOUNDS`."""
     from deepsense.run import load_run
-    from rdeepsense.predictors import make_one_pass
+    from rdeepsense import predictors
+    from rdeepsense.calibrate import BOUNDS
+    from rdeepsense.temperature import apply_temperature, fit_temperature
 
-    ds, rows, table, best = case.dataset, case.rows, [], (np.inf, None)
+    ds, rows = case.dataset, _rows(case, seed)
+    x_val, y_val = ds.x[rows.validation], ds.activity[rows.validation]
+    x_test, y_test = ds.x[rows.test], ds.activity[rows.test]
+    probs = {}
+    plain = load_run(runs["plain"])[0]
+    logits = predictors.make_logits(plain)
+    plain_t = fit_temperature(_batched(logits, x_val), y_val, BOUNDS)
+    test_logits = _batched(logits, x_test)
+    probs[PLAIN] = apply_temperature(test_logits, 1.0)
+    probs[PLAIN_T] = apply_temperature(test_logits, plain_t)
+    probs[MC] = _batched(predictors.make_mc_dropout(plain, MC_PASSES, "probabilities"), x_test)
+    sweep = {}
     for weight, run in runs["rdeepsense"].items():
-        predict = make_one_pass(load_run(run)[0])
-        val = classification_calibration(ds.activity[rows["validation"]],
-                                         _batched(predict, ds.x[rows["validation"]]))
-        test = classification_calibration(ds.activity[rows["test"]],
-                                          _batched(predict, ds.x[rows["test"]]))
-        best = min(best, (val["nll"], weight))
-        table.append([weight, f"{val['nll']:.4f}", f"{val['ece']:.4f}", f"{test['accuracy']:.4f}",
-                      f"{test['nll']:.4f}", f"{test['ece']:.4f}", f"{test['brier']:.4f}"])
-    for row in table:
-        row.append("**chosen**" if row[0] == best[1] else "")
-    return best[1], table
+        model, info = load_run(run)
+        folded = (info.calibration or {}).get("temperature", 1.0)
+        logits = predictors.make_logits(model)
+        val_logits = _batched(logits, x_val) * folded  # raw logits
+        temperature = fit_temperature(val_logits, y_val, BOUNDS)
+        sweep[weight] = {
+            "temperature": temperature, "free_temperature": fit_temperature(val_logits, y_val),
+            "val_nll": classification_calibration(
+                y_val, apply_temperature(val_logits, temperature))["nll"],
+            "val_nll_raw": classification_calibration(
+                y_val, apply_temperature(val_logits, 1.0))["nll"],
+            "test_logits": _batched(logits, x_test) * folded}
+    chosen = min(sweep, key=lambda w: sweep[w]["val_nll"])
+    best = sweep[chosen]
+    probs[RAW] = apply_temperature(best["test_logits"], 1.0)
+    probs[FREE_T] = apply_temperature(best["test_logits"], best["free_temperature"])
+    probs[ONE_PASS] = apply_temperature(best["test_logits"], best["temperature"])
+    metrics = {name: classification_calibration(y_test, p) for name, p in probs.items()}
+    for name, m in metrics.items():
+        print(f"  {case.key} seed {seed}: {name}: accuracy {m['accuracy']:.4f}, "
+              f"NLL {m['nll']:.4f}, ECE {m['ece']:.4f}", flush=True)
+    return {"metrics": metrics, "probs": probs, "y": y_test, "chosen": chosen,
+            "plain_temperature": plain_t, "n_test": len(y_test), "n_val": len(y_val),
+            "sweep": {w: {k: v for k, v in s.items() if k != "test_logits"}
+                      for w, s in sweep.items()}}
 
 
 # ---------------------------------------------------------------- timing (subprocess)
-def time_methods(spec_path: Path) -> dict[str, float]:
-    """Median ms per window (batch 1, one thread) of each method in the spec file.
+def build_timed(spec: dict):
+    """One pass of the run's model, or MC dropout of it (a folded temperature costs nothing)."""
+    from deepsense.run import load_run
+    from rdeepsense import predictors
 
-    A method with ``repeat`` r calls its predictor r times per window (MC dropout passes
-    one by one instead of batched).
-    """
+    model = load_run(spec["run"])[0]
+    if spec["kind"] == "mc":
+        return predictors.make_mc_dropout(model, MC_PASSES, "probabilities")
+    return predictors.make_one_pass(model)
+
+
+def time_methods(spec_path: Path) -> dict[str, float]:
+    """Median ms per window (batch 1, one thread) of each method in the spec file."""
     single_thread_tensorflow()
     spec = json.loads(spec_path.read_text())
-    x = np.load(spec["windows"])
-    functions = {m["name"]: build_predictor(m) for m in spec["methods"]}
-    repeat = {m["name"]: m.get("repeat", 1) for m in spec["methods"]}
-    return median_latency_ms(functions, x, spec["rounds"], warmup=3, repeat=repeat)
+    functions = {m["name"]: build_timed(m) for m in spec["methods"]}
+    return median_latency_ms(functions, np.load(spec["windows"]), spec["rounds"], warmup=3)
 
 
-def measure_times(case: Case, specs: list[dict], work: Path, rounds: int) -> dict[str, float]:
-    windows = work / f"{case.name.split()[0]}_windows.npy"
-    np.save(windows, case.dataset.x[case.rows["test"][:10]])
-    spec_path = work / f"{case.name.split()[0]}_timing.json"
-    one_by_one = [{**m, "name": f"{m['name']}, passes one by one", "passes": 1,
-                   "repeat": m["passes"]} for m in specs if m["kind"] == "mc"]
-    spec_path.write_text(json.dumps({"methods": specs + one_by_one, "windows": str(windows),
+def measure_times(case: Case, runs: dict, result: dict, work: Path,
+                  rounds: int) -> dict[str, float]:
+    windows = work / f"{case.key}_windows.npy"
+    np.save(windows, case.dataset.x[_rows(case, 0).test[:10]])
+    chosen = result["chosen"]
+    methods = [{"name": PLAIN, "kind": "one_pass", "run": str(runs["plain"])},
+               {"name": MC, "kind": "mc", "run": str(runs["plain"])},
+               {"name": ONE_PASS, "kind": "one_pass", "run": str(runs["rdeepsense"][chosen])}]
+    spec_path = work / f"{case.key}_timing.json"
+    spec_path.write_text(json.dumps({"methods": methods, "windows": str(windows),
                                      "rounds": rounds}))
     out = subprocess.run([sys.executable, __file__, "--timing", str(spec_path)], check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
+# ---------------------------------------------------------------- compression
+def chosen_run(work: Path, key: str, seed: int, poll_s: float = 30.0) -> Path:
+    """The chosen RDeepSense run of a seed, waiting for it if a parallel process is still
+    training it (the classification part writes `CHOSEN_FILE` once seed 0 is evaluated)."""
+    chosen = work / key / CHOSEN_FILE
+    while True:
+        if chosen.exists():
+            run = rdeepsense_dir(work, key, seed, json.loads(chosen.read_text())["weight"])
+            if (run / "run.json").exists():
+                return run
+        print(f"  waiting for the chosen run of {key} seed {seed}", flush=True)
+        time.sleep(poll_s)
+
+
+def recalibrate(case: Case, run: Path) -> None:
+    """Refit a run's folded temperature by the current `rdeepsense.calibrate` rule (runs
+    trained before the rule changed, or stopped between training and calibration)."""
+    from deepsense.run import MODEL_FILE, load_run
+    from rdeepsense.calibrate import calibrate_on_validation_users, fold_temperature
+
+    model, info = load_run(run)
+    if info.task == "regression":
+        return
+    fold_temperature(model, 1.0 / (info.calibration or {}).get("temperature", 1.0))
+    calibration = calibrate_on_validation_users(model, case.dataset, info.run_config.train)
+    model.save(run / MODEL_FILE)
+    replace(info, calibration=calibration).write(run)
+
+
+def compress_seed(case: Case, run: Path, seed: int, work: Path, settings: CompressConfig,
+                  baseline: bool = True) -> dict:
+    """DeepIoT (`compress_run`) and, for classification, L1-norm pruning at its budget."""
+    from deepiot.baselines import l1_norm_masks
+    from deepiot.finetune import fine_tune
+    from deepiot.masks import kept_widths
+    from deepiot.report import summarize_model
+    from deepiot.run import compress_run, compression_settings, run_objective, split_arrays
+    from deepiot.structure import read_structure
+    from deepiot.thin import thin_model
+    from deepsense.run import load_run
+    from rdeepsense.calibrate import calibrate_on_validation_users
+
+    settings = replace(settings, seed=seed)
+    out = work / case.key / f"seed{seed}" / f"deepiot_{run.name}"
+    kept = out / "bench_result.json"
+    if kept.exists():
+        return json.loads(kept.read_text())
+    started = time.perf_counter()
+    done = out / "compression_report.json"
+    if not done.exists():
+        recalibrate(case, run)
+    report = (json.loads(done.read_text()) if done.exists()
+              else compress_run(run, out, compress_config=settings))
+    print(f"  {case.key} seed {seed}: DeepIoT of {run.name}: "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
+    fraction = report["relative_to_original"]["compressed"]["parameters"]
+    result = {"fraction": fraction, "original": report["models"]["original"],
+              "DeepIoT": report["models"]["compressed"]}
+    if not baseline:
+        kept.write_text(json.dumps(result))
+        return result
+    model, info = load_run(run)
+    config = info.run_config
+    arrays = split_arrays(case.dataset, config)
+    structure = read_structure(model)
+    masks = l1_norm_masks(model, structure, fraction)
+    l1 = thin_model(model, masks, features=case.dataset.features, config=config.model,
+                    task=config.train.task)
+    teacher = (model.predict(arrays.x, verbose=0, batch_size=256),
+               model.predict(arrays.x_val, verbose=0, batch_size=256))
+    objective = run_objective(config)
+    fine_tune(l1, arrays.x, arrays.y, arrays.x_val, arrays.y_val,
+              compression_settings(settings)[2], objective=objective, teacher=teacher)
+    calibrate_on_validation_users(l1, case.dataset, config.train)
+    result["L1-norm filters"] = summarize_model(
+        structure, kept_widths(masks), arrays.y_test,
+        l1.predict(arrays.x_test, verbose=0, batch_size=256))
+    result["L1 fraction"] = (result["L1-norm filters"]["parameters"]
+                             / result["original"]["parameters"])
+    print(f"  {case.key} seed {seed}: L1 {result['L1-norm filters']}", flush=True)
+    kept.write_text(json.dumps(result))
+    return result
+
+
+def train_regression(case: Case, seed: int, work: Path):
+    from rdeepsense.train import fit_rdeepsense
+
+    run = work / "regression" / f"seed{seed}" / "rdeepsense"
+    cfg = load_config(None, [*case.settings, f"train.seed={seed}", 'train.head="rdeepsense"',
+                             'train.task="regression"'])
+    _timed(f"regression seed {seed}: rdeepsense", lambda: fit_rdeepsense(
+        case.dataset, cfg, run, data_path=case.data_dir, verbose=0), run)
+    return run
+
+
 # ---------------------------------------------------------------- report
-def case_tables(results: dict, times: dict, weight: float) -> tuple[str, str, str]:
-    base_ms = times["plain softmax"]
+def mean_spread(values: list[float], digits: int = 4) -> str:
+    values = np.asarray(values, dtype=np.float64)
+    spread = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.{digits}f} ± {spread:.{digits}f}"
+
+
+def _mean(results: list[dict], method: str, metric: str) -> float:
+    return float(np.mean([r["metrics"][method][metric] for r in results]))
+
+
+def classification_section(case: Case, results: list[dict], times: dict, png: str) -> str:
+    methods = list(results[0]["metrics"])
+    base = times[MC]
     rows = []
-    for name, r in results.items():
-        rows.append([f"**{name}**" if name.startswith("RDeepSense (") else name,
-                     f"{r['accuracy']:.4f}", f"{r['nll']:.4f}", f"{r['ece']:.4f}",
-                     f"{r['brier']:.4f}", f"{times[name]:.2f}", f"{times[name] / base_ms:.1f}x"])
-    main = markdown_table(["method", "accuracy", "NLL", "ECE", "Brier", "ms/window",
-                           "cost vs plain"], rows)
-    main += "\n\nMC dropout ms/window above runs the k passes of a window as one batch; one " \
-            "pass at a time (k calls of batch 1) costs " + ", ".join(
-                f"{times[name]:.2f} ms ({times[name] / base_ms:.1f}x) for {name.split(',')[0]}"
-                for name in times if name.endswith("passes one by one")) + "."
-    shifts = list(next(iter(results.values()))["entropy"])
-    shift_rows = []
-    for name, r in results.items():
-        ent = r["entropy"]
-        higher = all(ent[s] > ent["in-distribution"] for s in shifts[1:])
-        shift_rows.append([name, *(f"{ent[s]:.3f}" for s in shifts), "yes" if higher else "**no**"])
-    shift = markdown_table(["method", *(f"entropy: {s}" for s in shifts), "all shifts higher"],
-                           shift_rows)
-    rd = results[f"RDeepSense (w={weight})"]
-    mc, plain = results["MC dropout k=50"], results["plain softmax"]
-    cost = times[f"RDeepSense (w={weight})"] / times["MC dropout k=50"]
-    parts = {"ECE": rd["ece"] <= mc["ece"], "NLL": rd["nll"] <= mc["nll"], "cost": cost <= 0.1,
-             "accuracy": rd["accuracy"] >= plain["accuracy"] - 0.005}
-    missed = [name for name, ok in parts.items() if not ok]
-    goal = (f"RDeepSense vs MC dropout k=50: ECE {rd['ece']:.4f} vs {mc['ece']:.4f}, NLL "
-            f"{rd['nll']:.4f} vs {mc['nll']:.4f}, cost ratio {cost:.3f} (goal <= 0.1); accuracy "
-            f"{rd['accuracy']:.4f} vs plain {plain['accuracy']:.4f} (goal >= plain - 0.005): "
+    for name in methods:
+        cost = (f"{times[name]:.2f} ({times[name] / base:.3f})" if name in times else "-")
+        rows.append([name, *(mean_spread([r["metrics"][name][m] for r in results])
+                             for m in METRICS), cost])
+    table = markdown_table(["method", "accuracy", "NLL", "ECE", "Brier",
+                            f"ms/window (vs {MC})"], rows)
+    weights = list(results[0]["sweep"])
+    sweep_rows = [[seed, *(f"{r['sweep'][w]['val_nll_raw']:.3f} / {r['sweep'][w]['val_nll']:.3f}"
+                           f" (T {r['sweep'][w]['temperature']:.2f}; free "
+                           f"{r['sweep'][w]['free_temperature']:.2f})" if w in r["sweep"] else "-"
+                           for w in weights), r["chosen"], f"{r['plain_temperature']:.2f}"]
+                  for seed, r in enumerate(results)]
+    sweep = markdown_table(["seed", *(f"w={w}: val NLL raw / after T" for w in weights),
+                            "w chosen", "plain T"], sweep_rows)
+    one, mc, plain = ({k: _mean(results, m, k) for k in METRICS} for m in (ONE_PASS, MC, PLAIN))
+    cost = times[ONE_PASS] / times[MC]
+    parts = [("NLL", one["nll"] <= mc["nll"], f"{one['nll']:.4f} vs {mc['nll']:.4f}"),
+             ("ECE", one["ece"] <= mc["ece"], f"{one['ece']:.4f} vs {mc['ece']:.4f}"),
+             ("cost", cost <= 0.1, f"{cost:.3f} of MC dropout's (goal <= 0.1)"),
+             ("accuracy", one["accuracy"] >= plain["accuracy"] - 0.005,
+              f"{one['accuracy']:.4f} vs plain {plain['accuracy']:.4f} (goal >= plain - 0.005)")]
+    wins = sum(r["metrics"][ONE_PASS]["nll"] <= r["metrics"][MC]["nll"]
+               and r["metrics"][ONE_PASS]["ece"] <= r["metrics"][MC]["ece"] for r in results)
+    missed = [name for name, ok, _ in parts if not ok]
+    goal = ("one pass vs MC dropout k=50, means over seeds: "
+            + "; ".join(f"{name} {text}" for name, _, text in parts)
+            + f"; NLL and ECE both <= in {wins} of {len(results)} seeds: "
             + (f"**missed: {', '.join(missed)}**" if missed else "**met**"))
-    return main, shift, goal
+    r0 = results[0]
+    return (f"### {case.name}\n\n{len(results)} seeds; {r0['n_test']} test windows, validation "
+            f"side: {case.validation}, {r0['n_val']} windows. Mean ± standard deviation over "
+            f"seeds; ms/window of the seed-0 models.\n\n{table}\n\n"
+            f"Validation NLL per scoring weight (raw, then after the temperature fitted on "
+            f"the validation side), per seed:\n\n{sweep}\n\nGoal: {goal}.\n\n"
+            f"![reliability, {case.name}]({png})")
+
+
+def plot_reliability(case: Case, results: list[dict], path: Path) -> None:
+    """Accuracy against confidence, test windows of all seeds pooled, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {name: (np.concatenate([r["y"] for r in results]),
+                     np.concatenate([r["probs"][name] for r in results]))
+              for name in (PLAIN, MC, ONE_PASS)}
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
+    for name, (y, p) in curves.items():
+        bins = reliability_bins(y, p)
+        full = np.asarray(bins["count"]) > 0
+        ece = classification_calibration(y, p)["ece"]
+        ax.plot(np.asarray(bins["confidence"])[full], np.asarray(bins["accuracy"])[full],
+                marker="o", label=f"{name.strip('*')} (ECE {ece:.3f})")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{case.name}\n{len(results)} seeds pooled")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def compression_section(name: str, results: list[dict], n_seeds: int) -> str:
+    models = ("original", "DeepIoT", "L1-norm filters")
+    fractions = {"original": [1.0] * len(results), "DeepIoT": [r["fraction"] for r in results],
+                 "L1-norm filters": [r["L1 fraction"] for r in results]}
+    rows = [[m, f"{100 * np.mean(fractions[m]):.2f}%",
+             *(mean_spread([r[m][k] for r in results]) for k in METRICS)] for m in models]
+    table = markdown_table(["model", "parameters left", *METRICS], rows)
+    d_ece = [r["DeepIoT"]["ece"] - r["original"]["ece"] for r in results]
+    d_nll = [r["DeepIoT"]["nll"] / r["original"]["nll"] - 1 for r in results]
+    d_acc = [r["DeepIoT"]["accuracy"] - r["L1-norm filters"]["accuracy"] for r in results]
+    fraction = max(r["fraction"] for r in results)
+    goals = [("parameters <= 7%", fraction <= 0.07, f"at most {100 * fraction:.2f}%"),
+             ("ECE at most 0.02 above the original's", np.mean(d_ece) <= 0.02,
+              f"change {mean_spread(d_ece)}"),
+             ("NLL at most 10% above the original's", np.mean(d_nll) <= 0.10,
+              f"change {mean_spread([100 * d for d in d_nll], 1)}%"),
+             ("accuracy >= L1-norm at the same budget", np.mean(d_acc) >= 0,
+              f"DeepIoT - L1 {mean_spread(d_acc)} (>= in {sum(d >= 0 for d in d_acc)} of "
+              f"{len(d_acc)} seeds)")]
+    goal_rows = [[g, text, "**met**" if ok else "**missed**"] for g, ok, text in goals]
+    partial = (f" (**partial: {len(results)} of {n_seeds} seeds done**)"
+               if len(results) < n_seeds else "")
+    return (f"### Compression keeps calibration: {name}\n\n{len(results)} seeds{partial} (the "
+            f"chosen RDeepSense run of each), test windows.\n\n{table}\n\n"
+            + markdown_table(["goal (means over seeds)", "measured", ""], goal_rows))
+
+
+def regression_section(results: list[dict]) -> str:
+    keys = ("mae", "nll", "coverage_50", "coverage_90", "coverage_95")
+    rows = [[m, *(mean_spread([r[m][k] for r in results], 3) for k in keys)]
+            for m in ("original", "DeepIoT")]
+    table = markdown_table(["model", "MAE (m/s)", "NLL", "50% interval", "90% interval",
+                            "95% interval"], rows)
+    goal_rows = []
+    for m in ("original", "DeepIoT"):
+        off = {k: 100 * (np.mean([r[m][k] for r in results]) - int(k[-2:]) / 100)
+               for k in keys[2:]}
+        worst = max(abs(v) for v in off.values())
+        goal_rows.append([m, ", ".join(f"{k[-2:]}%: {v:+.1f}" for k, v in off.items()),
+                          "**met**" if worst <= 3 else f"**missed** (by {worst - 3:.1f} points)"])
+    return (f"### Regression: Gaussian head, synthetic speed (m/s)\n\n{len(results)} seeds, "
+            f"the tested user's windows; DeepIoT at "
+            f"{100 * np.mean([r['fraction'] for r in results]):.2f}% of the parameters.\n\n"
+            f"{table}\n\n" + markdown_table(
+                ["model", "coverage - nominal (points, mean over seeds)",
+                 "goal: within 3 points"], goal_rows))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=12, help="synthetic: maximum epochs")
-    parser.add_argument("--bm-epochs", type=int, default=30, help="BasicMotions: maximum epochs")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--hapt-seeds", type=int, default=2)
+    parser.add_argument("--regression-seeds", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=10, help="synthetic: maximum epochs")
+    parser.add_argument("--bm-epochs", type=int, default=15, help="BasicMotions: maximum epochs")
+    parser.add_argument("--hapt-epochs", type=int, default=10, help="HAPT: maximum epochs")
+    parser.add_argument("--hapt", type=Path, help="prepared HAPT folder (six activities)")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="what to run (in this order; parallel processes may share --out)")
     parser.add_argument("--users", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=40.0)
-    parser.add_argument("--holdout", default="f")
-    parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    parser.add_argument("--weights", type=float, nargs="+", default=[0.25, 1.0])
+    parser.add_argument("--step-interval", type=int, default=20,
+                        help="DeepIoT iterations per threshold step")
+    parser.add_argument("--fine-tune-epochs", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds of 10 windows")
     parser.add_argument("--quick", action="store_true", help="tiny model, 1 epoch: a smoke run")
     parser.add_argument("--out", type=Path, help="keep the runs here (default: a temp dir)")
@@ -354,50 +517,73 @@ def main() -> None:
     if args.timing:
         print(json.dumps(time_methods(args.timing)))
         return
+    command = "PYTHONPATH=. .venv/bin/python bench/bench_rdeepsense.py " + " ".join(sys.argv[1:])
     if args.quick:
-        args.epochs = args.bm_epochs = 1
-        args.users, args.seconds, args.rounds = 3, 12.0, 1
-        args.holdout = "c"
-    model = TINY_MODEL if args.quick else SMALL_MODEL
-    args.common = [*model, f"train.epochs={args.epochs}",
+        args.epochs = args.bm_epochs = args.hapt_epochs = args.fine_tune_epochs = 1
+        args.seeds = args.hapt_seeds = args.regression_seeds = 2
+        args.users, args.seconds, args.rounds = 4, 12.0, 1
+        args.step_interval = 1
+    args.common = [*(TINY_MODEL if args.quick else SMALL_MODEL), f"train.epochs={args.epochs}",
                    "train.early_stopping_patience=4"]
     work = args.out or Path(tempfile.mkdtemp(prefix="bench-rdeepsense-"))
     work.mkdir(parents=True, exist_ok=True)
+    compress_settings = CompressConfig(step_interval=args.step_interval,
+                                       fine_tune_epochs=args.fine_tune_epochs)
     started = time.perf_counter()
+    model_text = "tiny DeepSense" if args.quick else "DeepSense with 32-filter convs, GRU(64, 64)"
+    header = (f"{model_text}; Adam lr 1e-3, batch 64, at most {args.epochs} epochs (BasicMotions "
+              f"{args.bm_epochs}, HAPT {args.hapt_epochs}), early stopping (patience 4) on the "
+              f"validation side. Scoring weights tried: {args.weights}. DeepIoT: "
+              f"{args.step_interval} iterations per threshold step, fine-tuning at most "
+              f"{args.fine_tune_epochs} epochs, distilled (weight 0.5); L1-norm pruning "
+              "fine-tuned with the same recipe. Synthetic: "
+              f"{args.users} users x 3 devices x 6 activities x {args.seconds:.0f} s, windows of "
+              "20 x 0.25 s every 1.25 s. BasicMotions: 10 Hz, 19 x 0.5 s windows, training set "
+              "augmented x10. HAPT: 20 x 0.25 s windows every 2.5 s, six activities.")
+    cases = {case.key: case for case in make_cases(args, work)}
+    parts = work / "parts"
+    parts.mkdir(exist_ok=True)
 
-    sections = []
-    synthetic = synthetic_case(args)
-    runs = train_runs(synthetic, work, args.weights)
-    weight, sweep = sweep_table(synthetic, runs)
-    cases = [(synthetic, runs)]
-    bm = basicmotions_case(args)
-    cases.append((bm, train_runs(bm, work, [weight])))
-    for case, case_runs in cases:
-        temperature = fit_plain_temperature(case, case_runs["plain"][0])
-        specs = method_specs(case_runs, weight, temperature)
-        results = evaluate_methods(case, specs)
-        times = measure_times(case, specs, work, args.rounds)
-        main_table, shift_table, goal = case_tables(results, times, weight)
-        n_test, n_val = len(case.rows["test"]), len(case.rows["validation"])
-        sections.append(f"### {case.name}\n\n{n_test} test windows, {n_val} validation windows "
-                        f"(temperature T = {temperature:.2f} fitted on them).\n\n{main_table}\n\n"
-                        f"Shift check (mean predictive entropy, nats; in-distribution = "
-                        f"{case.reference} windows):\n\n{shift_table}\n\nGoal: {goal}.")
-    sweep_md = markdown_table(["w (NLL weight)", "val NLL", "val ECE", "test accuracy",
-                               "test NLL", "test ECE", "test Brier", ""], sweep)
-    model_text = "tiny" if args.quick else "DeepSense with 32-filter convs and GRU(64, 64)"
-    body = (f"{model_text}; Adam lr 1e-3, beta 0.5/0.9, batch 64, at most {args.epochs} epochs "
-            f"(BasicMotions {args.bm_epochs}), early stopping (patience 4) on a 10% validation "
-            f"split (20% for BasicMotions). Synthetic: {args.users} users x 3 devices x 6 "
-            f"activities x {args.seconds:.0f} s, windows of 20 x 0.25 s every 1.25 s. "
-            "BasicMotions: 10 Hz, 19 x 0.5 s windows (one per case), training set augmented "
-            "x10.\n\n"
-            f"Scoring-weight sweep ({synthetic.name}); the RDeepSense rows use the weight with "
-            f"the lowest validation NLL:\n\n{sweep_md}\n\n" + "\n\n".join(sections)
-            + f"\n\nTotal benchmark time {time.perf_counter() - started:.0f} s.")
-    write_section("Calibrated uncertainty (issue 3)",
-                  "PYTHONPATH=. .venv/bin/python bench/bench_rdeepsense.py "
-                  + " ".join(sys.argv[1:]), body)
+    def finish(part: str, markdown: str, **saved) -> None:
+        """Keep a part's markdown (and what later parts need), then rewrite the section
+        from every part finished so far in `work`, by this or a parallel process."""
+        (parts / f"{part}.json").write_text(json.dumps(
+            {"command": command, "seconds": round(time.perf_counter() - started),
+             "markdown": markdown, **saved}, default=str))
+        done = {p: json.loads((parts / f"{p}.json").read_text())
+                for p in PARTS if (parts / f"{p}.json").exists()}
+        missing = [p for p in PARTS if p not in done and (p != "hapt" or args.hapt)]
+        status = (f"**Partial: {', '.join(missing)} not done when this was written.**\n\n"
+                  if missing else "")
+        commands = " and, in parallel, ".join(dict.fromkeys(d["command"] for d in done.values()))
+        write_section(SECTION, commands, status + header + "\n\n" + "\n\n".join(
+            d["markdown"] for d in done.values()) + "\n\nWall time per part (s, from its "
+            "process' start): " + ", ".join(f"{p} {d['seconds']}" for p, d in done.items()))
+
+    for key in [p for p in args.parts if p in cases]:
+        case = cases[key]
+        n_seeds = args.hapt_seeds if key == "hapt" else args.seeds
+        runs = [train_seed(case, 0, args.weights, work)]
+        results = [evaluate_seed(case, runs[0], 0)]
+        (work / key / CHOSEN_FILE).write_text(json.dumps({"weight": results[0]["chosen"]}))
+        for seed in range(1, n_seeds):  # w is chosen once, on seed 0's validation side
+            runs.append(train_seed(case, seed, [results[0]["chosen"]], work))
+            results.append(evaluate_seed(case, runs[-1], seed))
+        times = measure_times(case, runs[0], results[0], work, args.rounds)
+        png = f"bench/rdeepsense_reliability_{key}.png"
+        plot_reliability(case, results, ROOT / png)
+        finish(key, classification_section(case, results, times, png),
+               chosen=[str(r["rdeepsense"][res["chosen"]]) for r, res in zip(runs, results)])
+    if "compression" in args.parts:
+        case, compressed = cases["synthetic"], []
+        for seed in range(args.seeds):  # the section is rewritten after every seed
+            compressed.append(compress_seed(case, chosen_run(work, "synthetic", seed), seed,
+                                            work, compress_settings))
+            finish("compression", compression_section(case.name, compressed, args.seeds))
+    if "regression" in args.parts:
+        finish("regression", regression_section([compress_seed(
+            cases["synthetic"], train_regression(cases["synthetic"], seed, work), seed, work,
+            compress_settings, baseline=False) for seed in range(args.regression_seeds)]))
 
 
 if __name__ == "__main__":

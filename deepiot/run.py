@@ -3,7 +3,9 @@
 It takes plain DeepSense classifiers and RDeepSense runs (classification and Gaussian
 regression): the critic and the fine-tuning train on the run's own loss
 (`deepiot.objective`), the thinned model keeps the run's head, and fine-tuning distils the
-original's predictive distribution (`deepiot.finetune`).
+original's predictive distribution (`deepiot.finetune`). An RDeepSense classifier whose
+split names validation users gets its temperature refitted there after fine-tuning
+(`rdeepsense.calibrate`), as `train` does.
 
 The output is an ordinary run directory (so `evaluate` and `export` take it) whose
 ``model.keras`` is the thinned DeepSense, plus::
@@ -44,6 +46,7 @@ from deepsense.config import CompressConfig, RunConfig, config_to_dict, config_t
 from deepsense.data.prepared import PreparedDataset
 from deepsense.model import count_parameters
 from deepsense.run import CONFIG_FILE, MODEL_FILE, load_run, resolve_dataset, split_rows
+from rdeepsense.calibrate import calibrate_on_validation_users
 
 #: Run kinds whose model can be compressed (the head is checked too: `deepiot.objective`).
 COMPRESSIBLE_KINDS = ("deepsense", "rdeepsense", "deepiot")
@@ -174,6 +177,8 @@ def compress_run(model_dir: str | Path, out_dir: str | Path, *, data_dir: str | 
     t = config.train  # saved like a `train` run, loadable without custom code
     objective.compile(thinned, keras.optimizers.Adam(t.learning_rate, beta_1=t.beta_1,
                                                      beta_2=t.beta_2))
+    calibration = (calibrate_on_validation_users(thinned, ds, config.train)
+                   if info.head == "rdeepsense" else None)
     probs = thinned.predict(arrays.x_test, verbose=0, batch_size=256)
 
     widths = kept_widths(result.masks)
@@ -226,6 +231,7 @@ def compress_run(model_dir: str | Path, out_dir: str | Path, *, data_dir: str | 
         train_windows_per_s=round(windows / max(seconds, 1e-9), 1),
         distribution={"strategy": "none (one process)", "replicas": 1},
         config=config_to_dict(config),
+        calibration=calibration,
         compression={
             "source_run": str(model_dir.resolve()),
             "source_parameters": info.parameters,

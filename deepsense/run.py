@@ -29,7 +29,8 @@ import numpy as np
 from deepsense.config import RunConfig, TrainConfig, config_from_dict
 from deepsense.data.features import FeatureConfig
 from deepsense.data.prepared import PreparedDataset, load_prepared
-from deepsense.data.splits import labelled_rows, split_indices, validation_split
+from deepsense.data.splits import (labelled_rows, split_indices, validation_split,
+                                   validation_user_codes)
 from deepsense.errors import DataFormatError
 
 RUN_SCHEMA_VERSION = 1
@@ -66,6 +67,8 @@ class RunInfo:
         head_dropout: rdeepsense only: dropout rate of the uncertainty head.
         custom_object_modules: modules to import before loading model.keras.
         compression: deepiot only: source run, parameter fraction, widths, report file.
+        calibration: a temperature folded into the logits layer after training, and where it
+            was fitted (`rdeepsense.calibrate`); None if there is none.
         schema_version: version of this layout.
     """
 
@@ -90,6 +93,7 @@ class RunInfo:
     head_dropout: float | None = None
     custom_object_modules: tuple[str, ...] = ()
     compression: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
     schema_version: int = RUN_SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,9 +182,9 @@ class SplitRows(NamedTuple):
 
 def split_rows(ds: PreparedDataset, train: TrainConfig, split: str | None = None) -> SplitRows:
     """The rows `train` fits on, validates on and tests on (`split` overrides the test side)."""
-    train_rows, test_rows = split_indices(ds, split or train.split, seed=train.seed,
-                                          use_augmented=train.augment)
+    spec = split or train.split
+    train_rows, test_rows = split_indices(ds, spec, seed=train.seed, use_augmented=train.augment)
     fit_rows, val_rows = validation_split(ds, train_rows, train.validation_fraction,
-                                          seed=train.seed)
+                                          seed=train.seed, users=validation_user_codes(ds, spec))
     return SplitRows(*(labelled_rows(ds, rows, train.task)
                        for rows in (fit_rows, val_rows, test_rows)))

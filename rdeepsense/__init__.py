@@ -11,4 +11,5 @@ coverage) and what one prediction carries live in the edge runtime (`edge.calibr
 - `moments`: sampling-free moment propagation through the last dropout layers (ApDeepSense).
 - `predictors`: inference modes: one pass, MC dropout, deep ensembles, temperature scaling.
 - `temperature`: temperature scaling (NumPy).
+- `calibrate`: a temperature fitted on validation users, folded into the logits layer.
 """

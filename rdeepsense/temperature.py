@@ -1,7 +1,7 @@
 """Temperature scaling (Guo et al., 2017): one scalar T fitted on held-out logits (NumPy).
 
 ``probs = softmax(logits / T)``; T > 1 softens an overconfident model, accuracy is unchanged.
-For export, T folds into the logits layer (kernel / T, bias / T).
+For export, T folds into the logits layer (kernel / T, bias / T: `rdeepsense.calibrate`).
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ def _nll(logits: np.ndarray, y: np.ndarray, temperature: float) -> float:
     return float(np.mean(log_norm - z[np.arange(len(y)), y]))
 
 
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """The T in `T_BOUNDS` that minimises the mean NLL of (logits, y).
+def fit_temperature(logits: np.ndarray, y: np.ndarray,
+                    bounds: tuple[float, float] = T_BOUNDS) -> float:
+    """The T in `bounds` that minimises the mean NLL of (logits, y).
 
     The NLL is convex in 1/T, hence unimodal in log T: a golden-section search finds it.
 
@@ -50,7 +51,7 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     if logits.ndim != 2 or len(y) != len(logits) or len(y) == 0:
         raise ValueError(f"expected logits (n, C) and y (n,) with n > 0. "
                          f"Received: {logits.shape}, {y.shape}")
-    low, high = math.log(T_BOUNDS[0]), math.log(T_BOUNDS[1])
+    low, high = math.log(bounds[0]), math.log(bounds[1])
     ratio = (math.sqrt(5) - 1) / 2
     a, b = high - ratio * (high - low), low + ratio * (high - low)
     fa, fb = _nll(logits, y, math.exp(a)), _nll(logits, y, math.exp(b))

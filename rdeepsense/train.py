@@ -7,11 +7,14 @@ result = fit_rdeepsense(dataset, load_config(None, ['train.head="rdeepsense"']),
 
 run.json gets ``head: "rdeepsense"``, ``head_dropout``, ``outputs`` (`output_layout`), so
 evaluation and export know what the output columns mean, and ``custom_object_modules``, so
-`deepsense.run.load_run` can load the model in a fresh process.
+`deepsense.run.load_run` can load the model in a fresh process. A classifier whose split names
+validation users (``loso:f+val:e``) gets a temperature fitted on them and folded into its
+logits layer (`rdeepsense.calibrate`), recorded as run.json's ``calibration``.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -20,7 +23,9 @@ from deepsense.config import RunConfig
 from deepsense.data.prepared import PreparedDataset
 from deepsense.errors import ConfigError
 from deepsense.model import build_deepsense
+from deepsense.run import MODEL_FILE
 from deepsense.train import TrainResult, fit
+from rdeepsense.calibrate import calibrate_on_validation_users
 from rdeepsense.heads import HEAD_DROPOUT, add_uncertainty_head
 from rdeepsense.losses import (ClassificationScoringLoss, GaussianScoringLoss,
                                gaussian_mean_absolute_error)
@@ -80,5 +85,12 @@ def fit_rdeepsense(ds: PreparedDataset, config: RunConfig, run_dir: str | Path,
     n_outputs = 1 if task == "regression" else len(ds.class_names(task))
     extra = {"outputs": output_layout(task, n_outputs), "head_dropout": HEAD_DROPOUT,
              "custom_object_modules": CUSTOM_OBJECT_MODULES}
-    return fit(ds, config, run_dir, build_model=build_compiled_rdeepsense, kind="rdeepsense",
-               extra_info=extra, **kwargs)
+    result = fit(ds, config, run_dir, build_model=build_compiled_rdeepsense, kind="rdeepsense",
+                 extra_info=extra, **kwargs)
+    calibration = calibrate_on_validation_users(result.model, ds, config.train)
+    if calibration is None:
+        return result
+    result.model.save(result.run_dir / MODEL_FILE)
+    info = replace(result.info, calibration=calibration)
+    info.write(result.run_dir)
+    return replace(result, info=info)

@@ -6,6 +6,10 @@ subjects ``users:2,4,9,10,12,13,18,20,24``; cross-subject folds), ``device:<devi
 each recording's windows by time, so every user and activity is on both sides; the UserID
 protocol). Test sets hold original windows only; a
 window's augmented copies always fall on the side of their original.
+
+Any spec may end in ``+val:<user>,<user>,...``: those users are the validation side (early
+stopping, and what `rdeepsense` fits its temperature on) and are never fitted, so validation
+measures users the model has never seen, as the test side does (``loso:f+val:e``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from deepsense.data.prepared import PreparedDataset
 from deepsense.errors import ConfigError
 
 SPLIT_KINDS = ("source", "loso", "users", "device", "random", "time")
+#: Separates a split spec from its validation users.
+VALIDATION_USERS = "+val:"
 
 
 def _fraction(spec: str, text: str) -> float:
@@ -41,6 +47,18 @@ def _user_codes(ds: PreparedDataset, spec: str, arg: str) -> list[int]:
     if len(set(names)) != len(names):
         raise ConfigError(f"split {spec!r}: a user is named more than once")
     return [ds.user_names.index(name) for name in names]
+
+
+def parse_validation_users(spec: str) -> tuple[str, str | None]:
+    """("loso:f+val:e,d") -> ("loso:f", "e,d"); a spec without validation users -> (spec, None)."""
+    test_spec, separator, users = spec.partition(VALIDATION_USERS)
+    return test_spec, users if separator else None
+
+
+def validation_user_codes(ds: PreparedDataset, spec: str) -> list[int]:
+    """Codes of the spec's validation users ([] if it names none)."""
+    users = parse_validation_users(spec)[1]
+    return [] if users is None else _user_codes(ds, spec, users)
 
 
 def _test_windows(ds: PreparedDataset, spec: str, seed: int) -> np.ndarray:
@@ -96,7 +114,9 @@ def split_indices(ds: PreparedDataset, spec: str, *, seed: int = 0,
     Raises:
         ConfigError: unknown spec, unknown user/device, or an empty side.
     """
-    test_side = _test_windows(ds, spec, seed)
+    test_side = _test_windows(ds, parse_validation_users(spec)[0], seed)
+    if test_side[np.isin(ds.user, validation_user_codes(ds, spec))].any():
+        raise ConfigError(f"split {spec!r}: a validation user is also held out for testing")
     original = ds.copy == 0
     train = np.flatnonzero(~test_side & (original | use_augmented))
     test = np.flatnonzero(test_side & original)
@@ -107,11 +127,16 @@ def split_indices(ds: PreparedDataset, spec: str, *, seed: int = 0,
 
 
 def validation_split(ds: PreparedDataset, train: np.ndarray, fraction: float,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out `fraction` of the training windows (with their copies) for validation.
+                     seed: int = 0, users: list[int] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out `fraction` of the training windows (with their copies) for validation, or,
+    given user codes (`validation_user_codes`), every window of those users.
 
     The validation side keeps original windows only. Returns (fit_rows, validation_rows).
     """
+    if users:
+        is_val = np.isin(ds.user[train], users)
+        return train[~is_val], train[is_val & (ds.copy[train] == 0)]
     if fraction <= 0:
         return train, np.zeros(0, dtype=np.int64)
     ids = np.unique(ds.window_id[train])

@@ -100,3 +100,27 @@ def test_compress_takes_rdeepsense_runs_and_keeps_the_head(trained_run, tmp_path
     metrics = json.loads((out / "metrics.json").read_text())
     assert np.isclose(metrics["nll"], report["models"]["compressed"]["nll"], atol=1e-3)
     assert metrics["before_compression"] == report["models"]["original"]
+
+
+def test_compress_refits_the_temperature_on_the_validation_users(trained_run, tmp_path):
+    data = load_run(trained_run)[1].data_path
+    source, out = tmp_path / "run", tmp_path / "thin"
+    assert main(["train", "--data", data, "--out", str(source), "--epochs", "1",
+                 "--split", "loso:b+val:c", "--head", "rdeepsense", *TINY_MODEL]) == 0
+    assert json.loads((source / "run.json").read_text())["calibration"]["temperature"] > 0
+    assert main(["compress", "--model", str(source), "--out", str(out),
+                 "--target-params", "0.5", "--step-interval", "1",
+                 "--fine-tune-epochs", "1"]) == 0
+    calibration = json.loads((out / "run.json").read_text())["calibration"]
+    assert calibration["fitted_on"] == "validation users c"
+    model, info = load_run(out)
+    from deepsense.data.prepared import load_prepared
+    from deepsense.run import split_rows
+    from rdeepsense.calibrate import BOUNDS
+    from rdeepsense.predictors import make_logits
+    from rdeepsense.temperature import fit_temperature
+
+    ds = load_prepared(data)
+    rows = split_rows(ds, info.run_config.train).validation
+    refit = fit_temperature(make_logits(model)(ds.x[rows]), ds.activity[rows], BOUNDS)
+    assert refit == pytest.approx(1.0, rel=1e-3)

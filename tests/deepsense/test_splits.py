@@ -76,3 +76,25 @@ def test_validation_split_is_disjoint_and_original_only(tiny_dataset):
     fit_rows, val_rows = validation_split(tiny_dataset, train, 0.2)
     assert not _ids(tiny_dataset, fit_rows) & _ids(tiny_dataset, val_rows)
     assert (tiny_dataset.copy[val_rows] == 0).all()
+
+
+def test_validation_users_are_the_validation_side_and_never_fitted(tiny_dataset):
+    from deepsense.config import load_config
+    from deepsense.run import split_rows
+
+    ds = tiny_dataset
+    rows = split_rows(ds, load_config(None, ['train.split="loso:a+val:b"']).train)
+    a, b = ds.user_names.index("a"), ds.user_names.index("b")
+    assert set(ds.user[rows.validation].tolist()) == {b}
+    assert (ds.copy[rows.validation] == 0).all()
+    assert not np.isin(ds.user[rows.fit], [a, b]).any()
+    np.testing.assert_array_equal(rows.test, split_indices(ds, "loso:a")[1])
+    assert len(rows.validation) == ((ds.user == b) & (ds.copy == 0)).sum()
+
+
+@pytest.mark.parametrize("spec, match", [("loso:a+val:zz", r"unknown user\(s\) \['zz'\]"),
+                                         ("loso:a+val:a", "also held out for testing"),
+                                         ("loso:a+val:", "expected a comma-separated list")])
+def test_validation_users_are_checked(tiny_dataset, spec, match):
+    with pytest.raises(ConfigError, match=match):
+        split_indices(tiny_dataset, spec)
