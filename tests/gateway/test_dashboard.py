@@ -181,10 +181,15 @@ def test_demo_keeps_the_dashboard_open_until_ctrl_c(bundle, mosquitto_binary, tm
             f"http://127.0.0.1:{port}/api/state", timeout=5).read()))
         os.kill(os.getpid(), signal.SIGINT)            # what Ctrl-C sends
 
+    # A shell that starts pytest in the background ignores SIGINT: Ctrl-C must still arrive.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     presser = threading.Thread(target=press_ctrl_c_once_open, daemon=True)
     presser.start()
-    summary = run_live_demo(bundle, recordings, tmp_path / "live", n_show=0,
-                            print_fn=lines.append, dashboard_port=port)
+    try:
+        summary = run_live_demo(bundle, recordings, tmp_path / "live", n_show=0,
+                                print_fn=lines.append, dashboard_port=port)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     presser.join(5)
     assert sorted(d["device_id"] for d in seen["devices"]) == ["nexus4_1-sit", "nexus4_1-walk"]
     assert sum(d["n"] for d in seen["devices"]) == summary["n_predictions"] > 0
