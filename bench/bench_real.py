@@ -1,7 +1,8 @@
 """Real data, side by side: DeepSense vs MiniRocket vs a random forest on the same windows.
 
     python bench/bench_real.py --hapt data/hapt-raw [--cases hapt-uci,basicmotions]
-        [--methods deepsense,minirocket,forest] [--seeds 0,1,2] [--work /tmp/bench-real]
+        [--methods deepsense,minirocket,forest] [--seeds 0,1,2] [--fold-seeds 0]
+        [--work /tmp/bench-real]
         [--set train.epochs=60] [--skip-missing] [--no-write]
 
 Needs aeon (MiniRocket) and scikit-learn, benchmark-only dependencies that are not in
@@ -16,6 +17,7 @@ Cases (`--cases`, comma-separated; default all):
   hapt-userid   HAPT, UserID (30 users), the last 30% of every experiment held out
   basicmotions  BasicMotions, its own train/test files
   synthetic     our synthetic generator, activity, user a held out
+  synthetic-userid  the same recordings, UserID, the last 30% of each recording held out
 
 Every method sees the same windows and the same train/test rows: the prepared dataset
 (`deepsense.data.prepared`) and `deepsense.data.splits.split_indices`. DeepSense trains on
@@ -87,6 +89,8 @@ CASES = {
                          "BasicMotions, UEA train/test"),
     "synthetic": Case("synthetic", "activity", "loso:a", SYNTHETIC_FEATURES,
                       "synthetic activity, user a held out"),
+    "synthetic-userid": Case("synthetic", "user", "time:0.3", SYNTHETIC_FEATURES,
+                             "synthetic UserID (9 users), last 30% of each recording held out"),
 }
 
 
@@ -232,8 +236,10 @@ def _make_peer(method: str, seed: int, jobs: int):
 
 # ----------------------------------------------------------------------------- the table
 def plan_jobs(cases: list[str], methods: list[str], seeds: list[int], work: Path,
-              hapt_dir: Path | None, overrides: list[str], jobs: int) -> list[dict]:
-    """Every (case, method, seed, fold) to run, with its data prepared."""
+              hapt_dir: Path | None, overrides: list[str], jobs: int,
+              fold_seeds: list[int] | None = None) -> list[dict]:
+    """Every (case, method, seed, fold) to run, with its data prepared; cases with folds
+    run `fold_seeds` (default `seeds`): k folds already cost k trainings per seed."""
     from deepsense.crossval import fold_split, make_folds
     from deepsense.data.prepared import load_prepared
 
@@ -246,7 +252,7 @@ def plan_jobs(cases: list[str], methods: list[str], seeds: list[int], work: Path
             users = load_prepared(data).user_names
             splits = [fold_split(f) for f in make_folds(users, int(case.split[6:]), seed=0)]
         for method in methods:
-            for seed in seeds:
+            for seed in (fold_seeds or seeds) if len(splits) > 1 else seeds:
                 for fold, split in enumerate(splits):
                     tag = f"{name}-{method}-s{seed}-f{fold}"
                     planned.append({"case": name, "method": method, "seed": seed, "fold": fold,
@@ -368,6 +374,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cases", default=",".join(CASES), help=f"subset of {','.join(CASES)}")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    parser.add_argument("--fold-seeds", help="seeds of the cases with folds (default: --seeds)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-real"),
                         help="prepared data, runs and results (kept: a re-run resumes)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -385,7 +392,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown case or method {unknown}; cases {list(CASES)}, methods {list(METHODS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
     started = time.perf_counter()
-    planned = plan_jobs(cases, methods, seeds, args.work, args.hapt, args.set, args.jobs)
+    fold_seeds = [int(s) for s in args.fold_seeds.split(",")] if args.fold_seeds else None
+    planned = plan_jobs(cases, methods, seeds, args.work, args.hapt, args.set, args.jobs,
+                        fold_seeds)
     results, missing = run_jobs(planned, args.work, skip_missing=args.skip_missing)
     body = markdown_table(HEADER, table_rows(results)) + "\n\n" + notes(cases, args.set)
     if missing:
