@@ -3,9 +3,9 @@
 It takes plain DeepSense classifiers and RDeepSense runs (classification and Gaussian
 regression): the critic and the fine-tuning train on the run's own loss
 (`deepiot.objective`), the thinned model keeps the run's head, and fine-tuning distils the
-original's predictive distribution (`deepiot.finetune`). An RDeepSense classifier whose
-split names validation users gets its temperature refitted there after fine-tuning
-(`rdeepsense.calibrate`), as `train` does.
+original's predictive distribution (`deepiot.finetune`). An RDeepSense run whose split
+names validation users gets its temperature (or variance scale) refitted there after
+fine-tuning (`rdeepsense.calibrate`), as `train` does.
 
 The output is an ordinary run directory (so `evaluate` and `export` take it) whose
 ``model.keras`` is the thinned DeepSense, plus::

@@ -10,8 +10,8 @@ trains, saves, evaluates and exports like any DeepSense) and copies sliced weigh
 - output Dense: the kept, scaled input rows.
 
 An RDeepSense model (``head_dropout`` before the output Dense) keeps its head: the thinned
-body gets the same `rdeepsense.heads.add_uncertainty_head`, so it outputs probabilities or
-[mean, variance] as the original does.
+body gets the same `rdeepsense.heads.add_uncertainty_head` (and the GaussianHead's
+variance_scale), so it outputs probabilities or [mean, variance] as the original does.
 
 The scale of a kept GRU unit applies to what the next layer reads, not to the recurrent
 state (see `deepiot.masked`), so folding it into the next layer is exact; a ReLU conv's
@@ -30,7 +30,7 @@ from deepiot.structure import PrunableStructure, WeightedLayer, read_structure
 from deepsense.config import ModelConfig
 from deepsense.data.features import FeatureConfig
 from deepsense.model import LOGITS_NAME, build_deepsense
-from rdeepsense.heads import HEAD_DROPOUT_NAME, add_uncertainty_head
+from rdeepsense.heads import GAUSSIAN_NAME, HEAD_DROPOUT_NAME, add_uncertainty_head
 
 
 def _input_rows(layer: WeightedLayer, structure: PrunableStructure,
@@ -111,6 +111,9 @@ def thin_model(model: keras.Model, masks: Mapping[str, np.ndarray], *, features:
         thinned = add_uncertainty_head(
             thinned, task, n_outputs, dropout=model.get_layer(HEAD_DROPOUT_NAME).rate,
             weight_decay=config.weight_decay, name=model.name)
+        if task == "regression":
+            thinned.get_layer(GAUSSIAN_NAME).variance_scale = (
+                model.get_layer(GAUSSIAN_NAME).variance_scale)
     for name, values in weights.items():
         thinned.get_layer(name).set_weights(values)
     return thinned

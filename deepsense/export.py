@@ -109,7 +109,8 @@ def graph_and_weights(model: keras.Model, features: FeatureConfig
     head = {"name": logits, "activation": {"Softmax": "softmax", "GaussianHead": "gaussian",
                                              "Dense": "linear"}[type(last).__name__]}
     if head["activation"] == "gaussian":
-        head.update(min_variance=last.min_variance, max_variance=last.max_variance)
+        head.update(min_variance=last.min_variance, max_variance=last.max_variance,
+                    variance_scale=last.variance_scale)
     graph = {"sensors": sensors, "merge_convs": list(topology.merge_convs),
              "grus": list(topology.grus), "head": head}
     return graph, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}

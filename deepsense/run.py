@@ -67,7 +67,8 @@ class RunInfo:
         head_dropout: rdeepsense only: dropout rate of the uncertainty head.
         custom_object_modules: modules to import before loading model.keras.
         compression: deepiot only: source run, parameter fraction, widths, report file.
-        calibration: a temperature folded into the logits layer after training, and where it
+        calibration: a temperature folded into the logits layer (classification) or a
+            variance scale set on the GaussianHead (regression) after training, and where it
             was fitted (`rdeepsense.calibrate`); None if there is none.
         schema_version: version of this layout.
     """

@@ -312,6 +312,9 @@ def graph_peak_floats(manifest: dict, where: str = MANIFEST) -> int:
         if not all(type(v) in (int, float) and np.isfinite(v) for v in (low, high)) \
                 or not 0 <= low < high:
             raise fail("head.min_variance/max_variance", "finite numbers, 0 <= min < max")
+        scale = head.get("variance_scale", 1.0)  # absent from bundles exported before it
+        if not (type(scale) in (int, float) and np.isfinite(scale) and scale > 0):
+            raise fail("head.variance_scale", f"a finite number > 0. Received: {scale!r}")
     n_names = len(manifest["outputs"]["names"])
     expected = 2 * n_names if manifest["outputs"]["layout"] == "gaussian_mean_variance" else n_names
     if n_out != expected:

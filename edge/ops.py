@@ -167,9 +167,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def gaussian(raw: np.ndarray, min_variance: float, max_variance: float) -> np.ndarray:
-    """(n, 2k) [mean, raw] -> [mean, min + clip(softplus(raw), 0, max - min)]."""
+def gaussian(raw: np.ndarray, min_variance: float, max_variance: float,
+             variance_scale: float = 1.0) -> np.ndarray:
+    """(n, 2k) [mean, raw] -> [mean, scale * (min + clip(softplus(raw), 0, max - min))]."""
     k = raw.shape[-1] // 2
-    variance = min_variance + np.clip(np.logaddexp(0.0, raw[:, k:]), 0.0,
-                                      max_variance - min_variance)
+    variance = variance_scale * (min_variance + np.clip(np.logaddexp(0.0, raw[:, k:]), 0.0,
+                                                        max_variance - min_variance))
     return np.concatenate([raw[:, :k], variance.astype(raw.dtype)], axis=-1)

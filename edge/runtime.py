@@ -61,7 +61,8 @@ class NumpyGraph:
 
     Graph fields: ``sensors`` [{name, start, size, convs: [{name, stride}]}],
     ``merge_convs`` [names], ``grus`` [names], ``head`` {name, activation: softmax |
-    gaussian | linear, min_variance, max_variance}.
+    gaussian | linear, min_variance, max_variance, variance_scale (optional, default 1:
+    bundles exported before it have none)}.
 
     Every convolution acts on one interval at a time and is linear, so it is compiled into
     one dense matrix (`ops.dense_matrix`). A batch then costs one matmul per sensor and conv
@@ -147,7 +148,8 @@ class NumpyGraph:
         if head["activation"] == "softmax":
             return ops.softmax(out)
         if head["activation"] == "gaussian":
-            return ops.gaussian(out, head["min_variance"], head["max_variance"])
+            return ops.gaussian(out, head["min_variance"], head["max_variance"],
+                                head.get("variance_scale", 1.0))
         return out
 
 

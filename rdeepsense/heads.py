@@ -7,12 +7,15 @@ everything up to its masked temporal mean (``temporal_mean``, (b, units)) unchan
 - ``logits``: Dense, C class logits or 2k Gaussian parameters;
 - classification: ``probabilities`` Softmax -> output (b, C) class probabilities;
 - regression: ``mean_variance`` GaussianHead -> output (b, 2k) = [mean (k), variance (k)],
-  variance in target units squared, always in [min_variance, max_variance].
+  variance in target units squared, always in variance_scale * [min_variance, max_variance]
+  (variance_scale is 1 until `rdeepsense.calibrate` fits it on validation users).
 
 One forward pass (dropout off) gives the whole predictive distribution, no sampling.
 """
 
 from __future__ import annotations
+
+import math
 
 import keras
 from keras import ops
@@ -36,39 +39,46 @@ def bounded_variance(raw, min_variance: float, max_variance: float):
 class GaussianHead(keras.layers.Layer):
     """Gaussian parameters -> [mean, variance] with a positive, finite variance.
 
-    ``variance = min_variance + clip(softplus(raw), 0, max_variance - min_variance)``:
+    ``variance = variance_scale * bounded_variance(raw, min_variance, max_variance)``:
     softplus keeps gradients alive for negative raw values, the floor keeps the NLL finite,
     and the ceiling keeps an exploding (even infinite) raw value finite.
 
     Args:
         min_variance: variance floor (target units squared), > 0.
         max_variance: variance ceiling, > min_variance.
+        variance_scale: finite factor > 0 on the bounded variance: 1 in training, the
+            validation fit of `rdeepsense.calibrate` after it (variance scaling).
 
     Input shape: (batch, 2k) = [mean (k), raw variance (k)]. Output shape: (batch, 2k) =
     [mean (k), variance (k)].
     """
 
-    def __init__(self, min_variance: float = 1e-6, max_variance: float = 1e6, **kwargs):
+    def __init__(self, min_variance: float = 1e-6, max_variance: float = 1e6,
+                 variance_scale: float = 1.0, **kwargs):
         if not 0.0 < min_variance < max_variance:
             raise ValueError("GaussianHead expected 0 < min_variance < max_variance. Received: "
                              f"min_variance={min_variance}, max_variance={max_variance}")
+        if not (math.isfinite(variance_scale) and variance_scale > 0):
+            raise ValueError("GaussianHead variance_scale expected a finite number > 0. "
+                             f"Received: variance_scale={variance_scale}")
         super().__init__(**kwargs)
         self.min_variance = float(min_variance)
         self.max_variance = float(max_variance)
+        self.variance_scale = float(variance_scale)
         self.input_spec = keras.layers.InputSpec(ndim=2)
         self._build_at_init()
 
     def call(self, inputs):
         k = inputs.shape[-1] // 2
         variance = bounded_variance(inputs[:, k:], self.min_variance, self.max_variance)
-        return ops.concatenate([inputs[:, :k], variance], axis=-1)
+        return ops.concatenate([inputs[:, :k], self.variance_scale * variance], axis=-1)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
     def get_config(self):
         return {**super().get_config(), "min_variance": self.min_variance,
-                "max_variance": self.max_variance}
+                "max_variance": self.max_variance, "variance_scale": self.variance_scale}
 
 
 def add_uncertainty_head(base: keras.Model, task: str, n_outputs: int, *,

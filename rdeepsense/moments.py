@@ -11,7 +11,7 @@ dropout masks as independent Bernoulli variables (inverted dropout, as Keras doe
 - after the Dense (W, b): mean W^T mu + b, variance (W^2)^T v' (independent inputs);
 - classification: softmax(mean / sqrt(1 + pi/8 variance)) (probit approximation of the
   expected softmax, MacKay 1992); regression (GaussianHead): the predictive variance is the
-  head's variance of the mean raw value plus the propagated variance of the mean.
+  head's (scaled) variance of the mean raw value plus the propagated variance of the mean.
 
 The convs and GRUs keep their deterministic inference path (the "partial" variant: only
 the layers after the last GRU are propagated). The result has the same output layout as the
@@ -66,14 +66,16 @@ class DropoutMomentHead(keras.layers.Layer):
         sequence_rate: dropout rate after the last GRU.
         head_rate: dropout rate in front of the Dense (0 if there is none).
         output_kind: "probabilities" or "gaussian".
-        min_variance, max_variance: the GaussianHead bounds (gaussian only).
+        min_variance, max_variance, variance_scale: the GaussianHead's bounds and scale
+            (gaussian only; the scale multiplies the aleatoric variance, as in the head).
 
     Call arguments: ``sequence`` (b, T, U) float, ``interval_mask`` (b, T) bool.
     Output shape: (b, units): probabilities, or [mean (k), variance (k)].
     """
 
     def __init__(self, units: int, sequence_rate: float, head_rate: float, output_kind: str,
-                 min_variance: float = 1e-6, max_variance: float = 1e6, **kwargs):
+                 min_variance: float = 1e-6, max_variance: float = 1e6,
+                 variance_scale: float = 1.0, **kwargs):
         if output_kind not in OUTPUT_KINDS:
             raise ValueError(f"output_kind expected one of {OUTPUT_KINDS}. "
                              f"Received: output_kind={output_kind!r}")
@@ -87,6 +89,7 @@ class DropoutMomentHead(keras.layers.Layer):
         self.output_kind = output_kind
         self.min_variance = float(min_variance)
         self.max_variance = float(max_variance)
+        self.variance_scale = float(variance_scale)
 
     def build(self, sequence_shape, interval_mask_shape=None):
         self.kernel = self.add_weight(name="kernel", shape=(sequence_shape[-1], self.units))
@@ -101,7 +104,8 @@ class DropoutMomentHead(keras.layers.Layer):
         if self.output_kind == "probabilities":
             return ops.softmax(mean / ops.sqrt(1.0 + math.pi / 8.0 * variance), axis=-1)
         k = self.units // 2
-        aleatoric = bounded_variance(mean[:, k:], self.min_variance, self.max_variance)
+        aleatoric = self.variance_scale * bounded_variance(mean[:, k:], self.min_variance,
+                                                           self.max_variance)
         total = aleatoric + variance[:, :k]
         return ops.concatenate([mean[:, :k], total], axis=-1)
 
@@ -112,7 +116,7 @@ class DropoutMomentHead(keras.layers.Layer):
         return {**super().get_config(), "units": self.units,
                 "sequence_rate": self.sequence_rate, "head_rate": self.head_rate,
                 "output_kind": self.output_kind, "min_variance": self.min_variance,
-                "max_variance": self.max_variance}
+                "max_variance": self.max_variance, "variance_scale": self.variance_scale}
 
 
 def build_moment_model(model: keras.Model) -> keras.Model:
@@ -132,8 +136,9 @@ def build_moment_model(model: keras.Model) -> keras.Model:
     last = topology.grus[-1]
     if GAUSSIAN_NAME in names:
         kind = "gaussian"
-        bounds = {"min_variance": names[GAUSSIAN_NAME].min_variance,
-                  "max_variance": names[GAUSSIAN_NAME].max_variance}
+        gaussian = names[GAUSSIAN_NAME]
+        bounds = {"min_variance": gaussian.min_variance, "max_variance": gaussian.max_variance,
+                  "variance_scale": gaussian.variance_scale}
     elif isinstance(model.layers[-1], keras.layers.Softmax):
         kind, bounds = "probabilities", {}
     else:

@@ -7,9 +7,10 @@ result = fit_rdeepsense(dataset, load_config(None, ['train.head="rdeepsense"']),
 
 run.json gets ``head: "rdeepsense"``, ``head_dropout``, ``outputs`` (`output_layout`), so
 evaluation and export know what the output columns mean, and ``custom_object_modules``, so
-`deepsense.run.load_run` can load the model in a fresh process. A classifier whose split names
-validation users (``loso:f+val:e``) gets a temperature fitted on them and folded into its
-logits layer (`rdeepsense.calibrate`), recorded as run.json's ``calibration``.
+`deepsense.run.load_run` can load the model in a fresh process. A run whose split names
+validation users (``loso:f+val:e``) gets a temperature (classifier) or a variance scale
+(regression) fitted on them and folded into the model (`rdeepsense.calibrate`), recorded as
+run.json's ``calibration``.
 """
 
 from __future__ import annotations

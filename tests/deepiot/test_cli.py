@@ -124,3 +124,30 @@ def test_compress_refits_the_temperature_on_the_validation_users(trained_run, tm
     rows = split_rows(ds, info.run_config.train).validation
     refit = fit_temperature(make_logits(model)(ds.x[rows]), ds.activity[rows], BOUNDS)
     assert refit == pytest.approx(1.0, rel=1e-3)
+
+
+def test_compress_refits_the_variance_scale_on_the_validation_users(trained_run, tmp_path):
+    data = load_run(trained_run)[1].data_path
+    source, out = tmp_path / "run", tmp_path / "thin"
+    assert main(["train", "--data", data, "--out", str(source), "--epochs", "1",
+                 "--split", "loso:b+val:c", "--head", "rdeepsense", "--task", "regression",
+                 *TINY_MODEL]) == 0
+    original = json.loads((source / "run.json").read_text())["calibration"]["variance_scale"]
+    assert main(["compress", "--model", str(source), "--out", str(out),
+                 "--target-params", "0.5", "--step-interval", "1",
+                 "--fine-tune-epochs", "1"]) == 0
+    calibration = json.loads((out / "run.json").read_text())["calibration"]
+    assert calibration["fitted_on"] == "validation users c"
+    model, info = load_run(out)
+    head = model.get_layer("mean_variance").variance_scale
+    assert head == pytest.approx(original * calibration["variance_scale"], rel=1e-5)
+    assert head == pytest.approx(calibration["head_variance_scale"], rel=1e-6)
+    from deepsense.data.prepared import load_prepared
+    from deepsense.run import split_rows
+    from rdeepsense.calibrate import fit_variance_scale
+
+    ds = load_prepared(data)
+    rows = split_rows(ds, info.run_config.train).validation
+    pred = model.predict(ds.x[rows], verbose=0)
+    assert fit_variance_scale(ds.target[rows, None], pred[:, :1], pred[:, 1:]) == pytest.approx(
+        1.0, rel=1e-4)

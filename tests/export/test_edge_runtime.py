@@ -93,6 +93,14 @@ def test_input_shape_that_contradicts_the_preprocessing_is_refused(bundle_copy):
         read_bundle(bundle_copy)
 
 
+@pytest.mark.parametrize("scale", [-1, float("nan"), "x", 0])
+def test_a_bad_variance_scale_is_refused(scale, bundles, tmp_path):
+    bundle = shutil.copytree(bundles["regression"], tmp_path / "bundle")
+    _rewrite_manifest(bundle, lambda m: m["graph"]["head"].update(variance_scale=scale))
+    with pytest.raises(BundleError, match=r"head.variance_scale expected a finite number > 0"):
+        read_bundle(bundle)
+
+
 def test_feature_tensors_are_checked_before_inference(bundles):
     model = load_bundle(bundles["plain"])
     with pytest.raises(ValueError, match=r"expected shape \(n, 20, 120\). Received: \(1, 20, 60\)"):

@@ -139,3 +139,49 @@ def test_export_without_litert_records_its_check_as_skipped(runs, tmp_path, monk
     checks = json.loads((out / "manifest.json").read_text())["checks"]
     assert "ai_edge_litert" in checks["litert"]["skipped"]
     assert checks["numpy"]["max_abs_diff"] <= 1e-4
+
+
+@pytest.fixture(scope="module")
+def scaled_regression(runs, edge_work):
+    """(run, bundle) of the regression run with its GaussianHead's variance_scale set to 2.5,
+    as `rdeepsense.calibrate` leaves a run fitted with validation users."""
+    import shutil
+
+    from deepsense.export import export_bundle
+    from deepsense.run import MODEL_FILE
+
+    run = shutil.copytree(runs["regression"], edge_work / "scaled-regression")
+    model, _ = load_run(run)
+    model.get_layer("mean_variance").variance_scale = 2.5
+    model.save(run / MODEL_FILE)
+    return run, export_bundle(run, edge_work / "bundles" / "scaled-regression",
+                              formats=("numpy", "tflite"))
+
+
+@pytest.mark.slow
+def test_a_variance_scale_reaches_every_runtime(scaled_regression, runs, edge_data):
+    run, bundle = scaled_regression
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["graph"]["head"]["variance_scale"] == 2.5
+    model, _ = load_run(run)
+    x = _test_windows(edge_data)
+    expected = model.predict(x, verbose=0)
+    unscaled = load_run(runs["regression"])[0].predict(x, verbose=0)
+    np.testing.assert_allclose(expected[:, 1], 2.5 * unscaled[:, 1], rtol=1e-5)
+    for backend in ("numpy", "litert"):  # LiteRT: the scale is inside the flatbuffer
+        outputs = load_bundle(bundle, backend=backend).predict(x)
+        np.testing.assert_allclose(outputs, expected, atol=1e-4, rtol=0, err_msg=backend)
+
+
+@pytest.mark.slow
+def test_a_manifest_without_variance_scale_uses_1(scaled_regression, runs, edge_data, tmp_path):
+    import shutil
+
+    bundle = shutil.copytree(scaled_regression[1], tmp_path / "old")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    del manifest["graph"]["head"]["variance_scale"]  # a bundle exported before the field
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    x = _test_windows(edge_data)
+    np.testing.assert_allclose(load_bundle(bundle).predict(x),
+                               load_run(runs["regression"])[0].predict(x, verbose=0),
+                               atol=1e-4, rtol=0)

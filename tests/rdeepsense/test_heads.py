@@ -57,3 +57,28 @@ def test_gaussian_head_saves_and_loads_without_custom_objects(tmp_path):
     assert loaded.get_layer("mean_variance").min_variance == 1e-3
     x = np.array([[1.0, 2.0, -30.0, 3.0]], np.float32)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_variance_scale_multiplies_the_bounded_variance_and_is_saved(tmp_path):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, GaussianHead(variance_scale=2.5, name="mean_variance")(inputs))
+    x = np.array([[1.0, 2.0, -30.0, 3.0]], np.float32)
+    plain = keras.Model(inputs, GaussianHead(name="plain")(inputs)).predict(x, verbose=0)
+    out = model.predict(x, verbose=0)
+    np.testing.assert_allclose(out[:, :2], plain[:, :2])
+    np.testing.assert_allclose(out[:, 2:], 2.5 * plain[:, 2:], rtol=1e-6)
+    model.save(tmp_path / "m.keras")
+    assert keras.saving.load_model(tmp_path / "m.keras").get_layer(
+        "mean_variance").variance_scale == 2.5
+
+
+def test_a_saved_head_without_variance_scale_loads_with_1():
+    config = GaussianHead(name="old").get_config()
+    del config["variance_scale"]
+    assert GaussianHead.from_config(config).variance_scale == 1.0
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, float("nan"), float("inf")])
+def test_gaussian_head_rejects_a_bad_variance_scale(scale):
+    with pytest.raises(ValueError, match="variance_scale expected a finite number > 0"):
+        GaussianHead(variance_scale=scale)
