@@ -3,9 +3,10 @@
 It takes plain DeepSense classifiers and RDeepSense runs (classification and Gaussian
 regression): the critic and the fine-tuning train on the run's own loss
 (`deepiot.objective`), the thinned model keeps the run's head, and fine-tuning distils the
-original's predictive distribution (`deepiot.finetune`). An RDeepSense run whose split
-names validation users gets its temperature (or variance scale) refitted there after
-fine-tuning (`rdeepsense.calibrate`), as `train` does.
+original's predictive distribution (`deepiot.finetune`). After fine-tuning, a Gaussian
+regression model's variance is first matched to its original's on the validation windows
+(label-free), and an RDeepSense run whose split names validation users gets its temperature
+(or variance scale) refitted there, as `train` does (`rdeepsense.calibrate`).
 
 The output is an ordinary run directory (so `evaluate` and `export` take it) whose
 ``model.keras`` is the thinned DeepSense, plus::
@@ -46,7 +47,7 @@ from deepsense.config import CompressConfig, RunConfig, config_to_dict, config_t
 from deepsense.data.prepared import PreparedDataset
 from deepsense.model import count_parameters
 from deepsense.run import CONFIG_FILE, MODEL_FILE, load_run, resolve_dataset, split_rows
-from rdeepsense.calibrate import calibrate_on_validation_users
+from rdeepsense.calibrate import calibrate_on_validation_users, match_variance_scale
 
 #: Run kinds whose model can be compressed (the head is checked too: `deepiot.objective`).
 COMPRESSIBLE_KINDS = ("deepsense", "rdeepsense", "deepiot")
@@ -177,8 +178,13 @@ def compress_run(model_dir: str | Path, out_dir: str | Path, *, data_dir: str | 
     t = config.train  # saved like a `train` run, loadable without custom code
     objective.compile(thinned, keras.optimizers.Adam(t.learning_rate, beta_1=t.beta_1,
                                                      beta_2=t.beta_2))
-    calibration = (calibrate_on_validation_users(thinned, ds, config.train)
-                   if info.head == "rdeepsense" else None)
+    calibration = None
+    if info.head == "rdeepsense":
+        matched = (match_variance_scale(thinned, model, arrays.x_val)
+                   if objective.regression else None)
+        calibration = calibrate_on_validation_users(thinned, ds, config.train)
+        if matched is not None:
+            calibration = {**(calibration or {}), "matched_to_original": matched}
     probs = thinned.predict(arrays.x_test, verbose=0, batch_size=256)
 
     widths = kept_widths(result.masks)

@@ -140,14 +140,18 @@ def test_compress_refits_the_variance_scale_on_the_validation_users(trained_run,
     assert calibration["fitted_on"] == "validation users c"
     model, info = load_run(out)
     head = model.get_layer("mean_variance").variance_scale
-    assert head == pytest.approx(original * calibration["variance_scale"], rel=1e-5)
+    assert head == pytest.approx(original * calibration["matched_to_original"]
+                                 * calibration["variance_scale"], rel=1e-5)
     assert head == pytest.approx(calibration["head_variance_scale"], rel=1e-6)
     from deepsense.data.prepared import load_prepared
     from deepsense.run import split_rows
-    from rdeepsense.calibrate import fit_variance_scale
+    from rdeepsense.calibrate import fit_variance_scale, match_variance_scale
 
     ds = load_prepared(data)
     rows = split_rows(ds, info.run_config.train).validation
     pred = model.predict(ds.x[rows], verbose=0)
     assert fit_variance_scale(ds.target[rows, None], pred[:, :1], pred[:, 1:]) == pytest.approx(
         1.0, rel=1e-4)
+    # First matched to the original's predictive distribution, then widened (if at all).
+    assert match_variance_scale(model, load_run(source)[0], ds.x[rows]) == pytest.approx(
+        1 / calibration["variance_scale"], rel=1e-3)

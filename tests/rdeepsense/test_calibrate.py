@@ -8,7 +8,7 @@ from deepsense.config import load_config
 from edge.calibration import gaussian_nll
 from deepsense.run import load_run, split_rows
 from rdeepsense.calibrate import (BOUNDS, SCALE_BOUNDS, calibrate_on_validation_users,
-                                  fold_temperature)
+                                  fold_temperature, match_variance_scale, scale_variance)
 from rdeepsense.predictors import make_logits
 from rdeepsense.temperature import fit_temperature
 from rdeepsense.train import fit_rdeepsense
@@ -112,3 +112,31 @@ def test_a_regression_split_without_validation_users_keeps_the_model(small_datas
     model = build_compiled_rdeepsense(small_dataset, config, 1)
     assert calibrate_on_validation_users(model, small_dataset, config.train) is None
     assert model.get_layer("mean_variance").variance_scale == 1.0
+
+
+def test_validation_users_only_widen_the_intervals():
+    """Like T >= 1: one validation user the model fits well must not narrow every user's
+    intervals (synthetic, user e fitted, user f tested: NLL -0.02 -> 0.90 when it could)."""
+    assert SCALE_BOUNDS[0] == 1.0
+
+
+def test_matching_the_original_undoes_a_wider_copy(small_dataset, tiny_settings):
+    from rdeepsense.train import build_compiled_rdeepsense
+
+    config = _regression_config(tiny_settings)
+    original = build_compiled_rdeepsense(small_dataset, config, 1)
+    copy = keras.models.clone_model(original)
+    copy.set_weights(original.get_weights())
+    scale_variance(copy, 2.5)
+    x = small_dataset.x[:40]
+    assert match_variance_scale(copy, original, x) == pytest.approx(1 / 2.5, rel=1e-4)
+    np.testing.assert_allclose(copy.predict(x, verbose=0), original.predict(x, verbose=0),
+                               rtol=1e-4)
+    # KL-optimal with different means: mean((var_o + (mean_o - mean_c)^2) / var_c).
+    out_o = original.predict(x, verbose=0)
+    dense = copy.get_layer("logits")
+    dense.bias.assign(dense.bias + np.array([0.3, 0.0], np.float32))
+    copy.predict_function = None
+    out_c = copy.predict(x, verbose=0)
+    expected = np.mean((out_o[:, 1] + (out_o[:, 0] - out_c[:, 0]) ** 2) / out_c[:, 1])
+    assert match_variance_scale(copy, original, x) == pytest.approx(expected, rel=1e-4)
