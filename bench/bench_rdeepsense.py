@@ -129,6 +129,7 @@ def make_cases(args, work: Path) -> list[Case]:
         cases.append(Case(
             "hapt", "HAPT, UCI HAR test subjects tested", load_prepared(args.hapt), args.hapt,
             [*args.common, f"train.epochs={args.hapt_epochs}",
+             f"train.early_stopping_patience={args.hapt_patience}",
              f'train.split="users:{test_users}+val:{",".join(HAPT_VALIDATION_USERS)}"'],
             f"validation users {', '.join(HAPT_VALIDATION_USERS)} (never fitted)"))
     return cases
@@ -500,6 +501,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10, help="synthetic: maximum epochs")
     parser.add_argument("--bm-epochs", type=int, default=15, help="BasicMotions: maximum epochs")
     parser.add_argument("--hapt-epochs", type=int, default=10, help="HAPT: maximum epochs")
+    parser.add_argument("--hapt-patience", type=int, default=4,
+                        help="HAPT: early-stopping patience (epochs; the library's default is 10)")
     parser.add_argument("--hapt", type=Path, help="prepared HAPT folder (six activities)")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
                         help="what to run (in this order; parallel processes may share --out)")
@@ -532,8 +535,8 @@ def main() -> None:
     started = time.perf_counter()
     model_text = "tiny DeepSense" if args.quick else "DeepSense with 32-filter convs, GRU(64, 64)"
     header = (f"{model_text}; Adam lr 1e-3, batch 64, at most {args.epochs} epochs (BasicMotions "
-              f"{args.bm_epochs}, HAPT {args.hapt_epochs}), early stopping (patience 4) on the "
-              f"validation side. Scoring weights tried: {args.weights}. DeepIoT: "
+              f"{args.bm_epochs}, HAPT {args.hapt_epochs}), early stopping (patience 4, HAPT "
+              f"{args.hapt_patience}) on the validation side. Scoring weights tried: {args.weights}. DeepIoT: "
               f"{args.step_interval} iterations per threshold step, fine-tuning at most "
               f"{args.fine_tune_epochs} epochs, distilled (weight 0.5); L1-norm pruning "
               "fine-tuned with the same recipe. Synthetic: "
