@@ -63,3 +63,14 @@ def test_compress_section_is_typed_like_the_others(tmp_path):
         load_config(None, ["compress.n_step=3"])
     with pytest.raises(ConfigError, match="compress.seed expected an integer"):
         load_config(None, ["compress.seed=1.5"])
+
+
+@pytest.mark.parametrize("overrides, degrees", [
+    ([], 20.0),
+    (['train.task="regression"'], 20.0),
+    (['train.task="user"'], 0.0),              # UserID: how a person holds the phone is a cue
+    (['train.task="user"', "train.rotate_degrees=5"], 5.0),
+    (["train.rotate_degrees=0"], 0.0),
+])
+def test_rotation_defaults_by_task_unless_set(overrides, degrees):
+    assert load_config(None, overrides).train.rotation_degrees == degrees
