@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -116,7 +117,7 @@ def read_files(path: str | Path, max_bytes: int = MAX_UNPACKED_BYTES) -> dict[st
                 files[Path(info.filename).name] = data
             return files
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError,
-            OSError, ValueError) as exc:
+            OSError, ValueError, zlib.error) as exc:  # zlib.error: a corrupt deflate stream
         if isinstance(exc, BundleError):
             raise
         raise BundleError(f"{source}: not a bundle directory or a valid .zip "

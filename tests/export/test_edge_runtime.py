@@ -66,6 +66,21 @@ def test_missing_manifest_and_non_bundles_are_refused(bundle_copy, tmp_path):
         read_bundle(tmp_path / "nowhere")
 
 
+def test_a_zip_with_a_broken_deflate_stream_is_refused(tmp_path):
+    """A corrupt compressed member raises zlib.error inside zipfile (not BadZipFile): still
+    a BundleError naming the file (a flipped byte in an OTA update once escaped as
+    zlib.error)."""
+    path = tmp_path / "broken.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("manifest.json", json.dumps({"x": list(range(200))}))
+    raw = bytearray(path.read_bytes())
+    raw[30 + len("manifest.json")] = 0x07  # first deflate block: final, reserved type 3
+    path.write_bytes(bytes(raw))
+    with pytest.raises(BundleError, match=r"broken.zip: not a bundle directory or a valid "
+                                          r"\.zip \(error: .*invalid block type"):
+        read_bundle(path)
+
+
 def test_weights_of_the_wrong_shape_are_refused(bundle_copy):
     with np.load(bundle_copy / "weights.npz") as npz:
         weights = {k: npz[k] for k in npz.files}
