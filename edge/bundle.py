@@ -371,7 +371,7 @@ def load_weights(data: bytes, shapes: Mapping[str, list[int]], where: str,
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             stored = {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise BundleError(f"{where}: not a plain .npz of arrays ({exc})") from None
     expected = set(shapes) | {name + SCALE for name in quantized}
     if set(stored) != expected:
@@ -426,7 +426,7 @@ def _check_npy_headers(data: bytes, layout: Mapping[str, tuple[str, list[int]]],
                 if info.file_size > dtype.itemsize * int(np.prod(shape)) + 10_000:
                     raise BundleError(f"{where}: {name} holds {info.file_size} bytes, more "
                                       "than its shape needs")
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as exc:
         if isinstance(exc, BundleError):
             raise
         raise BundleError(f"{where}: not a plain .npz of arrays ({exc})") from None

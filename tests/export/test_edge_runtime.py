@@ -3,6 +3,7 @@
 import io
 import json
 import shutil
+import struct
 import zipfile
 
 import numpy as np
@@ -88,6 +89,22 @@ def test_weights_of_the_wrong_shape_are_refused(bundle_copy):
     np.savez(bundle_copy / "weights.npz", **weights)
     _reseal(bundle_copy, "weights.npz")
     with pytest.raises(BundleError, match=r"logits.bias expected float32 \[6\]"):
+        read_bundle(bundle_copy)
+
+
+def test_weights_with_a_broken_deflate_stream_are_refused(bundle_copy):
+    with np.load(bundle_copy / "weights.npz") as npz:
+        weights = {k: npz[k] for k in npz.files}
+    np.savez_compressed(bundle_copy / "weights.npz", **weights)
+    raw = bytearray((bundle_copy / "weights.npz").read_bytes())
+    with zipfile.ZipFile(bundle_copy / "weights.npz") as archive:
+        first = archive.infolist()[0]
+    at = first.header_offset  # local header: name and extra lengths at bytes 26-29
+    name_len, extra_len = struct.unpack("<HH", bytes(raw[at + 26:at + 30]))
+    raw[at + 30 + name_len + extra_len] = 0x07  # first deflate block: final, reserved type 3
+    (bundle_copy / "weights.npz").write_bytes(bytes(raw))
+    _reseal(bundle_copy, "weights.npz")
+    with pytest.raises(BundleError, match=r"weights.npz: not a plain .npz of arrays"):
         read_bundle(bundle_copy)
 
 
