@@ -46,8 +46,9 @@ class GaussianHead(keras.layers.Layer):
     Args:
         min_variance: variance floor (target units squared), > 0.
         max_variance: variance ceiling, > min_variance.
-        variance_scale: finite factor > 0 on the bounded variance: 1 in training, the
-            validation fit of `rdeepsense.calibrate` after it (variance scaling).
+        variance_scale: finite factor > 0 on the bounded variance: 1 for a new model, then
+            what `rdeepsense.calibrate` fits (variance scaling); a thinned model starts
+            from its original's.
 
     Input shape: (batch, 2k) = [mean (k), raw variance (k)]. Output shape: (batch, 2k) =
     [mean (k), variance (k)].
