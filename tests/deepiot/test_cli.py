@@ -123,7 +123,11 @@ def test_compress_refits_the_temperature_on_the_validation_users(trained_run, tm
     ds = load_prepared(data)
     rows = split_rows(ds, info.run_config.train).validation
     refit = fit_temperature(make_logits(model)(ds.x[rows]), ds.activity[rows], BOUNDS)
-    assert refit == pytest.approx(1.0, rel=1e-3)
+    assert calibration["validation_nll_after"] <= calibration["validation_nll_before"] + 1e-6
+    if calibration["temperature"] < 0.999 * BOUNDS[1]:  # an optimum inside the bounds
+        assert refit == pytest.approx(1.0, rel=1e-3)
+    else:  # a tiny 1-epoch model worse than uniform on user c: softened to the bound
+        assert refit >= 1.0
 
 
 def test_compress_refits_the_variance_scale_on_the_validation_users(trained_run, tmp_path):
