@@ -89,6 +89,13 @@ class Bundle:
         return FeatureConfig.from_dict(self.manifest["preprocessing"]["features"])
 
 
+#: What reading a crafted or damaged zip (a bundle, or its weights.npz) can raise:
+#: a bad archive, an unsupported or oversized member, a truncated or corrupt deflate
+#: stream (zlib.error), bad npy data (ValueError).
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError,
+              OSError, ValueError, zlib.error)
+
+
 def read_files(path: str | Path, max_bytes: int = MAX_UNPACKED_BYTES) -> dict[str, bytes]:
     """The files of a bundle directory or .zip, by name (no subdirectories).
 
@@ -116,8 +123,7 @@ def read_files(path: str | Path, max_bytes: int = MAX_UNPACKED_BYTES) -> dict[st
                                       f"the zip declares {info.file_size}")
                 files[Path(info.filename).name] = data
             return files
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError,
-            OSError, ValueError, zlib.error) as exc:  # zlib.error: a corrupt deflate stream
+    except ZIP_ERRORS as exc:
         if isinstance(exc, BundleError):
             raise
         raise BundleError(f"{source}: not a bundle directory or a valid .zip "
@@ -371,7 +377,7 @@ def load_weights(data: bytes, shapes: Mapping[str, list[int]], where: str,
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             stored = {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+    except ZIP_ERRORS as exc:
         raise BundleError(f"{where}: not a plain .npz of arrays ({exc})") from None
     expected = set(shapes) | {name + SCALE for name in quantized}
     if set(stored) != expected:
@@ -426,7 +432,7 @@ def _check_npy_headers(data: bytes, layout: Mapping[str, tuple[str, list[int]]],
                 if info.file_size > dtype.itemsize * int(np.prod(shape)) + 10_000:
                     raise BundleError(f"{where}: {name} holds {info.file_size} bytes, more "
                                       "than its shape needs")
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as exc:
+    except ZIP_ERRORS as exc:
         if isinstance(exc, BundleError):
             raise
         raise BundleError(f"{where}: not a plain .npz of arrays ({exc})") from None
