@@ -102,15 +102,24 @@ def test_compress_takes_rdeepsense_runs_and_keeps_the_head(trained_run, tmp_path
     assert metrics["before_compression"] == report["models"]["original"]
 
 
-def test_compress_refits_the_temperature_on_the_validation_users(trained_run, tmp_path):
+def _train_and_compress(trained_run, tmp_path, *train_args: str):
+    """An RDeepSense run validated on user c (1 epoch) and its compression to half its
+    parameters: (data path, source run, compressed run, the source's calibration)."""
     data = load_run(trained_run)[1].data_path
     source, out = tmp_path / "run", tmp_path / "thin"
     assert main(["train", "--data", data, "--out", str(source), "--epochs", "1",
-                 "--split", "loso:b+val:c", "--head", "rdeepsense", *TINY_MODEL]) == 0
-    assert json.loads((source / "run.json").read_text())["calibration"]["temperature"] > 0
+                 "--split", "loso:b+val:c", "--head", "rdeepsense", *train_args,
+                 *TINY_MODEL]) == 0
+    calibration = json.loads((source / "run.json").read_text())["calibration"]
     assert main(["compress", "--model", str(source), "--out", str(out),
                  "--target-params", "0.5", "--step-interval", "1",
                  "--fine-tune-epochs", "1"]) == 0
+    return data, source, out, calibration
+
+
+def test_compress_refits_the_temperature_on_the_validation_users(trained_run, tmp_path):
+    data, _, out, original = _train_and_compress(trained_run, tmp_path)
+    assert original["temperature"] > 0
     calibration = json.loads((out / "run.json").read_text())["calibration"]
     assert calibration["fitted_on"] == "validation users c"
     model, info = load_run(out)
@@ -131,15 +140,9 @@ def test_compress_refits_the_temperature_on_the_validation_users(trained_run, tm
 
 
 def test_compress_refits_the_variance_scale_on_the_validation_users(trained_run, tmp_path):
-    data = load_run(trained_run)[1].data_path
-    source, out = tmp_path / "run", tmp_path / "thin"
-    assert main(["train", "--data", data, "--out", str(source), "--epochs", "1",
-                 "--split", "loso:b+val:c", "--head", "rdeepsense", "--task", "regression",
-                 *TINY_MODEL]) == 0
-    original = json.loads((source / "run.json").read_text())["calibration"]["variance_scale"]
-    assert main(["compress", "--model", str(source), "--out", str(out),
-                 "--target-params", "0.5", "--step-interval", "1",
-                 "--fine-tune-epochs", "1"]) == 0
+    data, source, out, trained = _train_and_compress(trained_run, tmp_path,
+                                                     "--task", "regression")
+    original = trained["variance_scale"]
     calibration = json.loads((out / "run.json").read_text())["calibration"]
     assert calibration["fitted_on"] == "validation users c"
     model, info = load_run(out)
