@@ -1,5 +1,5 @@
 """What the benchmark scripts share: the machine description, BENCHMARKS.md sections, peak
-memory (MiB) and the batch-1 latency harness (milliseconds per window)."""
+memory (MiB) and the latency harnesses (milliseconds per window, batch 1 or batched)."""
 
 from __future__ import annotations
 
@@ -91,6 +91,30 @@ def median_latency_ms(functions: Mapping[str, Callable[[np.ndarray], object]], x
                 for _ in range(repeat.get(name, 1)):
                     function(window[None])
                 times[name].append(1000 * (time.perf_counter() - started))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def batched_ms_per_window(functions: Mapping[str, Callable[[np.ndarray], object]],
+                          x: np.ndarray, rounds: int, *, batch: int = 256) -> dict[str, float]:
+    """Median milliseconds per window of each function, `batch` windows per call.
+
+    Every function first predicts all of `x` once (tracing); then `rounds` rounds alternate
+    between the functions, each predicting all of `x` in calls of `batch` windows.
+
+    Args:
+        functions: name -> callable on a (b, T, F) float32 batch.
+        x: (n, T, F) windows.
+    """
+    for function in functions.values():
+        for start in range(0, len(x), batch):
+            function(x[start:start + batch])
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            started = time.perf_counter()
+            for start in range(0, len(x), batch):
+                function(x[start:start + batch])
+            times[name].append(1000 * (time.perf_counter() - started) / len(x))
     return {name: statistics.median(values) for name, values in times.items()}
 
 
