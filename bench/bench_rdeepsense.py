@@ -26,12 +26,13 @@ validation side in [1, 50] (`rdeepsense.calibrate.BOUNDS`; the unbounded fit is 
 The temperature folds into the logits layer: still one pass (`deepsense train --head
 rdeepsense` fits and folds it itself on a split with validation users).
 
-Compression (synthetic): the chosen RDeepSense run compressed
+Compression (synthetic; `compression-hapt`: HAPT): the chosen RDeepSense run compressed
 by `deepiot.run.compress_run` (what `deepsense compress` runs) to <= 7% of the parameters, and
 L1-norm filter pruning at the budget DeepIoT reached, thinned and fine-tuned with the same
 recipe (distillation of the original, temperature refitted on the validation users).
 Regression: the Gaussian head on the synthetic speed target (m/s), same split, before and
-after `compress_run`.
+after `compress_run`, on all test windows and on those at speed > 0 (sit and stand are a
+point mass at 0, see `regression_by_target`).
 
 Cost: milliseconds per window of the seed-0 models, one thread, in a subprocess, median over
 interleaved rounds: batch 1 (one window per call; MC dropout's 50 passes in one call) and
@@ -83,8 +84,11 @@ PLAIN, PLAIN_T, MC, RAW, FREE_T, ONE_PASS = (
     "RDeepSense, no temperature", "RDeepSense + temperature fitted freely (T may sharpen)",
     "**RDeepSense, w and T >= 1 chosen on validation**")
 METRICS = ("accuracy", "nll", "ece", "brier")
-#: The benchmark's parts, in the section's order; compression needs synthetic's runs.
-PARTS = ("synthetic", "basicmotions", "hapt", "compression", "regression")
+#: The benchmark's parts, in the section's order; "compression" needs synthetic's runs,
+#: "compression-hapt" HAPT's.
+PARTS = ("synthetic", "basicmotions", "hapt", "compression", "compression-hapt", "regression")
+#: The classification case each compression part compresses the chosen runs of.
+COMPRESSED_CASE = {"compression": "synthetic", "compression-hapt": "hapt"}
 #: Where a classification part records the scoring weight chosen for each seed.
 CHOSEN_FILE = "chosen_weight.json"
 
@@ -501,9 +505,11 @@ def compression_section(name: str, results: list[dict], n_seeds: int) -> str:
     fraction = max(r["fraction"] for r in results)
     goals = [("parameters <= 7%", fraction <= 0.07, f"at most {100 * fraction:.2f}%"),
              ("ECE at most 0.02 above the original's", np.mean(d_ece) <= 0.02,
-              f"change {mean_spread(d_ece)}"),
+              f"change {mean_spread(d_ece)} (<= 0.02 in {sum(d <= 0.02 for d in d_ece)} of "
+              f"{len(d_ece)} seeds)"),
              ("NLL at most 10% above the original's", np.mean(d_nll) <= 0.10,
-              f"change {mean_spread([100 * d for d in d_nll], 1)}%"),
+              f"change {mean_spread([100 * d for d in d_nll], 1)}% (<= 10% in "
+              f"{sum(d <= 0.10 for d in d_nll)} of {len(d_nll)} seeds)"),
              ("accuracy >= L1-norm at the same budget", np.mean(d_acc) >= 0,
               f"DeepIoT - L1 {mean_spread(d_acc)} (>= in {sum(d >= 0 for d in d_acc)} of "
               f"{len(d_acc)} seeds)")]
@@ -526,10 +532,14 @@ def regression_section(results: list[dict]) -> str:
     goal_rows = []
     for m in ("original", "DeepIoT"):
         for side, side_results in sides:
-            off = {k: 100 * (np.mean([r[m][k] for r in side_results]) - int(k[-2:]) / 100)
-                   for k in keys[2:]}
-            worst = max(abs(v) for v in off.values())
-            goal_rows.append([m, side, ", ".join(f"{k[-2:]}%: {v:+.1f}" for k, v in off.items()),
+            # (seeds, levels) coverage - nominal, points; a seed too wide and one too narrow
+            # must not average out, so the goal reads the mean |deviation| over seeds
+            off = np.array([[100 * (r[m][k] - int(k[-2:]) / 100) for k in keys[2:]]
+                            for r in side_results])
+            worst = float(np.abs(off).mean(axis=0).max())
+            per_seed = "; ".join(f"seed {seed}: " + ", ".join(f"{v:+.1f}" for v in row)
+                                 for seed, row in enumerate(off))
+            goal_rows.append([m, side, per_seed, f"{worst:.1f}",
                               "**met**" if worst <= 3
                               else f"**missed** (by {worst - 3:.1f} points)"])
     share = float(np.mean([r["moving"]["share_0"] for r in results]))
@@ -543,8 +553,9 @@ def regression_section(results: list[dict]) -> str:
             "windows a model calibrated on the rest covers share_0 + (1 - share_0) x level "
             f"({bound}). The goal is therefore also read on the windows at speed > 0.\n\n"
             f"{table}\n\n" + markdown_table(
-                ["model", "test windows", "coverage - nominal (points, mean over seeds)",
-                 "goal: within 3 points"], goal_rows))
+                ["model", "test windows", "coverage - nominal at 50 / 90 / 95% (points)",
+                 "largest mean absolute deviation over seeds", "goal: within 3 points"],
+                goal_rows))
 
 
 def main() -> None:
@@ -611,7 +622,8 @@ def main() -> None:
              "markdown": markdown, **saved}, default=str))
         done = {p: json.loads((parts / f"{p}.json").read_text())
                 for p in PARTS if (parts / f"{p}.json").exists()}
-        missing = [p for p in PARTS if p not in done and (p != "hapt" or args.hapt)]
+        missing = [p for p in PARTS if p not in done
+                   and (args.hapt or "hapt" not in (p, COMPRESSED_CASE.get(p)))]
         status = (f"**Partial: {', '.join(missing)} not done when this was written.**\n\n"
                   if missing else "")
         commands = " and, in parallel, ".join(dict.fromkeys(d["command"] for d in done.values()))
@@ -632,12 +644,13 @@ def main() -> None:
         plot_reliability(case, results, ROOT / png)
         finish(key, classification_section(case, results, times, png),
                chosen=[str(r["rdeepsense"][res["chosen"]]) for r, res in zip(runs, results)])
-    if "compression" in args.parts:
-        case, compressed = cases["synthetic"], []
-        for seed in range(args.seeds):  # the section is rewritten after every seed
-            compressed.append(compress_seed(case, chosen_run(work, "synthetic", seed), seed,
+    for part in [p for p in args.parts if COMPRESSED_CASE.get(p) in cases]:
+        case, compressed = cases[COMPRESSED_CASE[part]], []
+        n_seeds = args.hapt_seeds if case.key == "hapt" else args.seeds
+        for seed in range(n_seeds):  # the section is rewritten after every seed
+            compressed.append(compress_seed(case, chosen_run(work, case.key, seed), seed,
                                             work, compress_settings))
-            finish("compression", compression_section(case.name, compressed, args.seeds))
+            finish(part, compression_section(case.name, compressed, n_seeds))
     if "regression" in args.parts:
         case, results = cases["synthetic"], []
         for seed in range(args.regression_seeds):
