@@ -492,7 +492,8 @@ def plot_reliability(case: Case, results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def compression_section(name: str, results: list[dict], n_seeds: int) -> str:
+def compression_section(name: str, results: list[dict], n_seeds: int,
+                        settings: CompressConfig) -> str:
     models = ("original", "DeepIoT", "L1-norm filters")
     fractions = {"original": [1.0] * len(results), "DeepIoT": [r["fraction"] for r in results],
                  "L1-norm filters": [r["L1 fraction"] for r in results]}
@@ -517,7 +518,9 @@ def compression_section(name: str, results: list[dict], n_seeds: int) -> str:
     partial = (f" (**partial: {len(results)} of {n_seeds} seeds done**)"
                if len(results) < n_seeds else "")
     return (f"### Compression keeps calibration: {name}\n\n{len(results)} seeds{partial} (the "
-            f"chosen RDeepSense run of each), test windows.\n\n{table}\n\n"
+            f"chosen RDeepSense run of each), test windows. DeepIoT: "
+            f"{settings.step_interval} iterations per threshold step, fine-tuning at most "
+            f"{settings.fine_tune_epochs} epochs.\n\n{table}\n\n"
             + markdown_table(["goal (means over seeds)", "measured", ""], goal_rows))
 
 
@@ -650,7 +653,8 @@ def main() -> None:
         for seed in range(n_seeds):  # the section is rewritten after every seed
             compressed.append(compress_seed(case, chosen_run(work, case.key, seed), seed,
                                             work, compress_settings))
-            finish(part, compression_section(case.name, compressed, n_seeds))
+            finish(part, compression_section(case.name, compressed, n_seeds,
+                                             compress_settings))
     if "regression" in args.parts:
         case, results = cases["synthetic"], []
         for seed in range(args.regression_seeds):
