@@ -606,10 +606,8 @@ def main() -> None:
     header = (f"{model_text}; Adam lr 1e-3, batch 64, at most {args.epochs} epochs (BasicMotions "
               f"{args.bm_epochs}, HAPT {args.hapt_epochs}), early stopping (patience 4, HAPT "
               f"{args.hapt_patience}) on the validation side. Scoring weights tried: "
-              f"{args.weights}. DeepIoT: {args.step_interval} iterations per threshold step, "
-              f"fine-tuning at most "
-              f"{args.fine_tune_epochs} epochs, distilled (weight 0.5); L1-norm pruning "
-              "fine-tuned with the same recipe. Synthetic: "
+              f"{args.weights}. DeepIoT fine-tuning is distilled (weight 0.5; each table names "
+              "its budget); L1-norm pruning is fine-tuned with the same recipe. Synthetic: "
               f"{args.users} users x 3 devices x 6 activities x {args.seconds:.0f} s, windows of "
               "20 x 0.25 s every 1.25 s. BasicMotions: 10 Hz, 19 x 0.5 s windows, training set "
               "augmented x10. HAPT: 20 x 0.25 s windows every 2.5 s, six activities.")
