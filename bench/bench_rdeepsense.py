@@ -524,7 +524,7 @@ def compression_section(name: str, results: list[dict], n_seeds: int,
             + markdown_table(["goal (means over seeds)", "measured", ""], goal_rows))
 
 
-def regression_section(results: list[dict]) -> str:
+def regression_section(results: list[dict], settings: CompressConfig) -> str:
     """Metrics and coverage goals on all test windows and on the moving ones (speed > 0)."""
     keys = ("mae", "nll", "coverage_50", "coverage_90", "coverage_95")
     sides = (("all windows", results), ("speed > 0", [r["moving"] for r in results]))
@@ -550,7 +550,9 @@ def regression_section(results: list[dict]) -> str:
                       for level in (50, 90, 95))
     return (f"### Regression: Gaussian head, synthetic speed (m/s)\n\n{len(results)} seeds, "
             f"the tested user's windows; DeepIoT at "
-            f"{100 * np.mean([r['fraction'] for r in results]):.2f}% of the parameters. "
+            f"{100 * np.mean([r['fraction'] for r in results]):.2f}% of the parameters "
+            f"({settings.step_interval} iterations per threshold step, fine-tuning at most "
+            f"{settings.fine_tune_epochs} epochs). "
             f"{100 * share:.1f}% of the test windows are sit or stand, at speed exactly 0: a "
             "point mass, which a model that gets it right covers at every level, so over all "
             "windows a model calibrated on the rest covers share_0 + (1 - share_0) x level "
@@ -660,7 +662,7 @@ def main() -> None:
             result = compress_seed(case, run, seed, work, compress_settings, baseline=False)
             moving = regression_by_target(case, run, deepiot_dir(work, case.key, seed, run))
             results.append({**result, "moving": moving})
-        finish("regression", regression_section(results))
+        finish("regression", regression_section(results, compress_settings))
 
 
 if __name__ == "__main__":
