@@ -38,7 +38,8 @@ Cost: milliseconds per window of the seed-0 models, one thread, in a subprocess,
 interleaved rounds: batch 1 (one window per call; MC dropout's 50 passes in one call) and
 batched (256 test windows, in calls of 256 windows; MC dropout in calls of 40 windows x 50
 passes, `make_mc_dropout`'s own batching). The issue's cost goal is read on the batched column:
-at batch 1 the one pass is mostly TensorFlow's fixed cost per call. Spread is the standard deviation over seeds. `--parts` runs some parts
+at batch 1 the one pass is mostly TensorFlow's fixed cost per call. Spread is the standard
+deviation over seeds. `--parts` runs some parts
 only; processes given the same `--out` can run parts in parallel (each rewrites the section
 from every part finished), and a rerun reuses the finished runs in `--out`.
 """
@@ -384,9 +385,9 @@ def regression_by_target(case: Case, run: Path, compressed: Path) -> dict:
     """Test metrics of the original and the DeepIoT model of a regression run, on the windows
     whose speed is > 0 (the moving activities) and the share of windows at speed 0.
 
-    Speed 0 (sit, stand) is a point mass: a model that gets such a window right covers it
-    at every interval level, so over all windows a calibrated model covers at least
-    share_0 + (1 - share_0) * level, and the all-window goal cannot be met by calibration."""
+    Speed 0 (sit, stand) is a point mass: a model that gets such a window right (error well
+    inside its std) covers it at every interval level, so over all windows a model calibrated
+    on the moving windows covers about share_0 + (1 - share_0) * level."""
     from deepiot.run import split_arrays
     from deepsense.run import load_run
     from edge.calibration import regression_calibration
