@@ -39,9 +39,9 @@ interleaved rounds: batch 1 (one window per call; MC dropout's 50 passes in one 
 batched (256 test windows, in calls of 256 windows; MC dropout in calls of 40 windows x 50
 passes, `make_mc_dropout`'s own batching). The issue's cost goal is read on the batched column:
 at batch 1 the one pass is mostly TensorFlow's fixed cost per call. Spread is the standard
-deviation over seeds. `--parts` runs some parts
-only; processes given the same `--out` can run parts in parallel (each rewrites the section
-from every part finished), and a rerun reuses the finished runs in `--out`.
+deviation over seeds. `--parts` runs some parts only; processes given the same `--out` can
+run parts in parallel (each rewrites the section from every part finished), and a rerun
+reuses the finished runs in `--out`.
 """
 
 from __future__ import annotations
