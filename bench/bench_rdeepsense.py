@@ -397,8 +397,8 @@ def regression_by_target(case: Case, run: Path, compressed: Path) -> dict:
     y = arrays.y_test.reshape(-1)
     moving = y > 0
     result = {"share_0": float(np.mean(~moving))}
-    for name, path in (("original", run), ("DeepIoT", compressed)):
-        out = load_run(path)[0].predict(arrays.x_test[moving], verbose=0, batch_size=256)
+    for name, predictor in (("original", model), ("DeepIoT", load_run(compressed)[0])):
+        out = predictor.predict(arrays.x_test[moving], verbose=0, batch_size=256)
         result[name] = regression_calibration(y[moving], out[:, 0], out[:, 1])
     return result
 

@@ -65,7 +65,21 @@ def single_thread_tensorflow() -> ModuleType:
     return tf
 
 
-def median_latency_ms(functions: Mapping[str, Callable[[np.ndarray], object]], x: np.ndarray,
+Function = Callable[[np.ndarray], object]
+
+
+def _interleaved_medians(functions: Mapping[str, Function], rounds: int,
+                         sample: Callable[[str, Function], list[float]]) -> dict[str, float]:
+    """Median of each function's samples (ms per window) over `rounds` rounds that alternate
+    between the functions, so that all of them see the same machine noise."""
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            times[name].extend(sample(name, function))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def median_latency_ms(functions: Mapping[str, Function], x: np.ndarray,
                       rounds: int, *, warmup: int = 5,
                       repeat: Mapping[str, int] | None = None) -> dict[str, float]:
     """Median milliseconds per window of each function, one (1, T, F) window per call.
@@ -83,19 +97,21 @@ def median_latency_ms(functions: Mapping[str, Callable[[np.ndarray], object]], x
     for function in functions.values():
         for window in x[:warmup]:
             function(window[None])
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(rounds):
-        for name, function in functions.items():
-            for window in x:
-                started = time.perf_counter()
-                for _ in range(repeat.get(name, 1)):
-                    function(window[None])
-                times[name].append(1000 * (time.perf_counter() - started))
-    return {name: statistics.median(values) for name, values in times.items()}
+
+    def per_window(name: str, function: Function) -> list[float]:
+        samples = []
+        for window in x:
+            started = time.perf_counter()
+            for _ in range(repeat.get(name, 1)):
+                function(window[None])
+            samples.append(1000 * (time.perf_counter() - started))
+        return samples
+
+    return _interleaved_medians(functions, rounds, per_window)
 
 
-def batched_ms_per_window(functions: Mapping[str, Callable[[np.ndarray], object]],
-                          x: np.ndarray, rounds: int, *, batch: int = 256) -> dict[str, float]:
+def batched_ms_per_window(functions: Mapping[str, Function], x: np.ndarray, rounds: int, *,
+                          batch: int = 256) -> dict[str, float]:
     """Median milliseconds per window of each function, `batch` windows per call.
 
     Every function first predicts all of `x` once (tracing); then `rounds` rounds alternate
@@ -105,17 +121,19 @@ def batched_ms_per_window(functions: Mapping[str, Callable[[np.ndarray], object]
         functions: name -> callable on a (b, T, F) float32 batch.
         x: (n, T, F) windows.
     """
-    for function in functions.values():
+    def predict_all(function: Function) -> None:
         for start in range(0, len(x), batch):
             function(x[start:start + batch])
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(rounds):
-        for name, function in functions.items():
-            started = time.perf_counter()
-            for start in range(0, len(x), batch):
-                function(x[start:start + batch])
-            times[name].append(1000 * (time.perf_counter() - started) / len(x))
-    return {name: statistics.median(values) for name, values in times.items()}
+
+    for function in functions.values():
+        predict_all(function)
+
+    def all_windows(_: str, function: Function) -> list[float]:
+        started = time.perf_counter()
+        predict_all(function)
+        return [1000 * (time.perf_counter() - started) / len(x)]
+
+    return _interleaved_medians(functions, rounds, all_windows)
 
 
 def markdown_table(header: list[str], rows: list[list[object]]) -> str:
