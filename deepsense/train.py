@@ -176,8 +176,9 @@ def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
     with strategy.scope():
         model = build_model(ds, config, n_outputs)
     train_data = window_dataset(ds, fit_rows, t.task, t.batch_size, shuffle=True, seed=t.seed)
-    if t.rotation_degrees and ds.features.n_axes == 3:
-        train_data = train_data.map(rotation_augmenter(ds.features, t.rotation_degrees),
+    yaw = t.yaw_rotation_degrees if "acc" in ds.features.sensors else 0.0
+    if (t.rotation_degrees or yaw) and ds.features.n_axes == 3:
+        train_data = train_data.map(rotation_augmenter(ds.features, t.rotation_degrees, yaw),
                                     num_parallel_calls=tf.data.AUTOTUNE)
     val_data = (window_dataset(ds, val_rows, t.task, t.batch_size, shuffle=False)
                 if len(val_rows) else None)

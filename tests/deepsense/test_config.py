@@ -31,6 +31,7 @@ def test_file_then_overrides_and_toml_round_trip(tmp_path):
     ("train.task=\"speed\"", "train.task expected one of"),
     ("noequals", "section.key=value"),
     ("train.rotate_degrees=200", r"rotate_degrees expected an angle in \[0, 180\]"),
+    ("train.yaw_degrees=-5", r"yaw_degrees expected an angle in \[0, 180\]"),
 ])
 def test_bad_settings_name_the_key(override, match):
     with pytest.raises(ConfigError, match=match):
@@ -74,3 +75,13 @@ def test_compress_section_is_typed_like_the_others(tmp_path):
 ])
 def test_rotation_defaults_by_task_unless_set(overrides, degrees):
     assert load_config(None, overrides).train.rotation_degrees == degrees
+
+
+@pytest.mark.parametrize("overrides, degrees", [
+    ([], 180.0),
+    (['train.task="regression"'], 0.0),
+    (['train.task="user"'], 0.0),
+    (["train.yaw_degrees=30"], 30.0),
+])
+def test_yaw_defaults_by_task_unless_set(overrides, degrees):
+    assert load_config(None, overrides).train.yaw_rotation_degrees == degrees
