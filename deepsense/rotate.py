@@ -7,9 +7,10 @@ linear per axis, so rotating the signal is rotating each frequency bin's (x, y, 
 coefficients: the rotation is applied to the features directly, padded (all-zero)
 intervals stay zero, and nothing is stored.
 
-Two kinds, composed: a turn about the window's own gravity direction (its mean
-acceleration), which moves the phone around the body (another place on the belt) and keeps
-its tilt, the cue that tells sitting from standing; then a tilt about a random axis.
+Two kinds, composed: first a turn about the window's own gravity direction (its mean
+acceleration), which shows the phone at every heading around the body (another place on
+the belt, another pocket) and leaves the angles between its axes and gravity, the cue that
+tells sitting from standing, unchanged; then a small tilt about a random axis.
 
 Feature layout (deepsense.data.features): per interval, per sensor, per bin, (x re, x im,
 y re, y im, z re, z im), i.e. (T, n_sensors * n_points * 3 * 2) -> (T, S, P, 3, 2).
@@ -25,10 +26,7 @@ from deepsense.data.features import FeatureConfig
 
 
 def random_rotations(n: tf.Tensor, max_degrees: float) -> tf.Tensor:
-    """(n, 3, 3) rotation matrices: a uniform random axis, an angle uniform in [0, max_degrees].
-
-    Rodrigues: R = I + sin(a) K + (1 - cos(a)) K^2, K the cross-product matrix of the axis.
-    """
+    """(n, 3, 3) rotation matrices: a uniform random axis, an angle uniform in [0, max_degrees]."""
     axes = tf.math.l2_normalize(tf.random.normal([n, 3]), axis=-1)
     return _rodrigues(axes, tf.random.uniform([n, 1, 1], 0.0, max_degrees * math.pi / 180.0))
 
@@ -42,6 +40,8 @@ def rotations_about(axes: tf.Tensor, max_degrees: float) -> tf.Tensor:
 
 
 def _rodrigues(axes: tf.Tensor, angle: tf.Tensor) -> tf.Tensor:
+    """(n, 3, 3) rotations by `angle` (n, 1, 1) radians about unit `axes` (n, 3):
+    R = I + sin(a) K + (1 - cos(a)) K^2, K the cross-product matrix of the axis."""
     x, y, z = axes[:, 0], axes[:, 1], axes[:, 2]
     zero = tf.zeros_like(x)
     k = tf.reshape(tf.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=-1), [-1, 3, 3])
