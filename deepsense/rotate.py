@@ -52,18 +52,21 @@ def _rodrigues(axes: tf.Tensor, angle: tf.Tensor) -> tf.Tensor:
 def gravity_axes(x: tf.Tensor, features: FeatureConfig, sensor: str = "acc") -> tf.Tensor:
     """(B, 3) unit vectors along each window's mean acceleration: the sum over intervals of
     the `sensor`'s 0 Hz bin (real parts) of windows `x` (B, T, F)."""
-    shape = tf.shape(x)
-    parts = tf.reshape(x, [shape[0], shape[1], len(features.sensors), features.n_points, 3, 2])
+    parts = _per_axis(x, features)
     dc = tf.reduce_sum(parts[:, :, features.sensors.index(sensor), 0, :, 0], axis=1)
     return tf.math.l2_normalize(dc, axis=-1)
 
 
 def rotate_windows(x: tf.Tensor, rotations: tf.Tensor, features: FeatureConfig) -> tf.Tensor:
     """Rotate every sensor of each window of `x` (B, T, F) by that window's (B, 3, 3) matrix."""
+    turned = tf.einsum("bij,btspjc->btspic", rotations, _per_axis(x, features))
+    return tf.reshape(turned, tf.shape(x))
+
+
+def _per_axis(x: tf.Tensor, features: FeatureConfig) -> tf.Tensor:
+    """Windows (B, T, F) as (B, T, sensors, bins, 3 axes, re/im)."""
     shape = tf.shape(x)
-    parts = tf.reshape(x, [shape[0], shape[1], len(features.sensors), features.n_points, 3, 2])
-    turned = tf.einsum("bij,btspjc->btspic", rotations, parts)
-    return tf.reshape(turned, shape)
+    return tf.reshape(x, [shape[0], shape[1], len(features.sensors), features.n_points, 3, 2])
 
 
 def rotation_augmenter(features: FeatureConfig, max_degrees: float, yaw_degrees: float = 0.0):
