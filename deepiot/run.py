@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-import keras
 import numpy as np
 
 from deepiot.compress import CompressSettings, compress
@@ -47,6 +46,7 @@ from deepsense.config import CompressConfig, RunConfig, config_to_dict, config_t
 from deepsense.data.prepared import PreparedDataset
 from deepsense.model import count_parameters
 from deepsense.run import CONFIG_FILE, MODEL_FILE, load_run, resolve_dataset, split_rows
+from deepsense.train import make_optimizer
 from rdeepsense.calibrate import calibrate_on_validation_users, match_variance_scale
 
 #: Run kinds whose model can be compressed (the head is checked too: `deepiot.objective`).
@@ -176,8 +176,7 @@ def compress_run(model_dir: str | Path, out_dir: str | Path, *, data_dir: str | 
                         objective=objective, teacher=teacher, verbose=verbose)
     fine_tune_seconds = time.perf_counter() - started
     t = config.train  # saved like a `train` run, loadable without custom code
-    objective.compile(thinned, keras.optimizers.Adam(t.learning_rate, beta_1=t.beta_1,
-                                                     beta_2=t.beta_2))
+    objective.compile(thinned, make_optimizer(t))
     calibration = None
     if info.head == "rdeepsense":
         matched = (match_variance_scale(thinned, model, arrays.x_val)

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from deepsense.config import RunConfig, config_to_dict, config_to_toml
+from deepsense.config import RunConfig, TrainConfig, config_to_dict, config_to_toml
 from deepsense.errors import ConfigError
 from deepsense.data.prepared import PreparedDataset
 from deepsense.data.shards import ShardedWindows
@@ -29,6 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402  (after quieting TensorFlow's C++ logging)
 import tensorflow as tf  # noqa: E402
 
+from deepsense.averaging import AveragedWeights  # noqa: E402
 from deepsense.batchnorm import PreciseBatchNorm, sample_rows  # noqa: E402
 from deepsense.distribute import distribution_strategy, is_chief, prepare_multi_worker_fit  # noqa: E402
 from deepsense.model import build_deepsense, count_parameters  # noqa: E402
@@ -110,10 +111,18 @@ def _targets(ds: PreparedDataset, rows: np.ndarray, task: str) -> np.ndarray:
     return labels.astype(np.float32)[:, None] if task == "regression" else labels.astype(np.int32)
 
 
+def make_optimizer(t: TrainConfig) -> keras.optimizers.Adam:
+    """Adam with the released code's settings, keeping a moving average of the weights
+    when `t.ema_momentum` > 0 (`fit` then judges and keeps it: deepsense.averaging)."""
+    return keras.optimizers.Adam(t.learning_rate, beta_1=t.beta_1, beta_2=t.beta_2,
+                                 use_ema=t.ema_momentum > 0,
+                                 ema_momentum=t.ema_momentum or 0.99)
+
+
 def compile_model(model: keras.Model, config: RunConfig) -> None:
-    """Adam with the released code's settings; cross-entropy or MSE."""
+    """`make_optimizer`; cross-entropy or MSE."""
     t = config.train
-    optimizer = keras.optimizers.Adam(t.learning_rate, beta_1=t.beta_1, beta_2=t.beta_2)
+    optimizer = make_optimizer(t)
     if t.task == "regression":
         model.compile(optimizer, loss="mse", metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
     else:
@@ -189,6 +198,7 @@ def fit(ds: PreparedDataset, config: RunConfig, run_dir: str | Path, *,
     (run / "checkpoints").mkdir(exist_ok=True)
     (run / CONFIG_FILE).write_text(config_to_toml(config))
     callbacks = [
+        *([AveragedWeights()] if model.optimizer.use_ema else []),  # first: all judge it
         keras.callbacks.BackupAndRestore(str(run / "backup")),
         PreciseBatchNorm(ds.x[sample_rows(fit_rows, seed=t.seed)]),  # before what judges it
         keras.callbacks.ModelCheckpoint(str(run / MODEL_FILE), monitor=monitor,

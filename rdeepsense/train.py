@@ -25,7 +25,7 @@ from deepsense.data.prepared import PreparedDataset
 from deepsense.errors import ConfigError
 from deepsense.model import build_deepsense
 from deepsense.run import MODEL_FILE
-from deepsense.train import TrainResult, fit
+from deepsense.train import TrainResult, fit, make_optimizer
 from rdeepsense.calibrate import calibrate_on_validation_users
 from rdeepsense.heads import HEAD_DROPOUT, add_uncertainty_head
 from rdeepsense.losses import (ClassificationScoringLoss, GaussianScoringLoss,
@@ -55,8 +55,7 @@ def build_compiled_rdeepsense(ds: PreparedDataset, config: RunConfig,
     base = build_deepsense(ds.features, n_outputs, t.task, config.model)
     model = add_uncertainty_head(base, t.task, n_outputs, dropout=HEAD_DROPOUT,
                                  weight_decay=config.model.weight_decay)
-    compile_rdeepsense(model, t.task, t.scoring_weight,
-                       keras.optimizers.Adam(t.learning_rate, beta_1=t.beta_1, beta_2=t.beta_2))
+    compile_rdeepsense(model, t.task, t.scoring_weight, make_optimizer(t))
     return model
 
 

@@ -32,6 +32,7 @@ def test_file_then_overrides_and_toml_round_trip(tmp_path):
     ("noequals", "section.key=value"),
     ("train.rotate_degrees=200", r"rotate_degrees expected an angle in \[0, 180\]"),
     ("train.yaw_degrees=-5", r"yaw_degrees expected an angle in \[0, 180\]"),
+    ("train.ema_momentum=1.0", r"ema_momentum expected a momentum in \[0, 1\)"),
 ])
 def test_bad_settings_name_the_key(override, match):
     with pytest.raises(ConfigError, match=match):
