@@ -115,8 +115,7 @@ def make_optimizer(t: TrainConfig) -> keras.optimizers.Adam:
     """Adam with the released code's settings, keeping a moving average of the weights
     when `t.ema_momentum` > 0 (`fit` then judges and keeps it: deepsense.averaging)."""
     return keras.optimizers.Adam(t.learning_rate, beta_1=t.beta_1, beta_2=t.beta_2,
-                                 use_ema=t.ema_momentum > 0,
-                                 ema_momentum=t.ema_momentum or 0.99)
+                                 use_ema=t.ema_momentum > 0, ema_momentum=t.ema_momentum)
 
 
 def compile_model(model: keras.Model, config: RunConfig) -> None:
