@@ -110,7 +110,7 @@ class TrainConfig:
         ema_momentum: momentum of the exponential moving average of the weights that
             validation judges and the run keeps (deepsense.averaging; 0.99: the average of
             the last ~100 optimiser steps); 0: the last step's weights. HAPT's UCI test
-            subjects: 0.971 -> 0.981 over seeds (README, "Training").
+            subjects: 0.971 -> 0.980 over three seeds (README, "Training").
         early_stopping_patience: epochs without validation improvement before stopping.
         lr_plateau_patience: epochs without validation improvement before the learning rate
             is halved (down to 1/32 of `learning_rate`); 0 keeps it constant. Halving lets
